@@ -1,0 +1,6 @@
+"""One module per kind; `registry` imports them all on first use."""
+
+MODULES = (
+    "namespace", "pod", "service", "endpoints", "node", "event", "configmap", "secret", "serviceaccount",
+    "deployment", "replicaset", "scale", "endpointslice", "lease",
+)

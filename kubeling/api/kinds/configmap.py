@@ -1,0 +1,70 @@
+"""v1 ConfigMap."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import FieldError, invalid
+from ..meta import list_of, top_level
+from ..printers import age, name
+from ..registry import Column, Kind, register
+from ..schema import BOOL, BYTES, STRING, Field, MapOf
+from ..validation import dns1123_subdomain, validate_object_meta, validate_object_meta_update
+
+_CONFIG_KEY = r"[-._a-zA-Z0-9]+"
+
+CONFIGMAP = top_level("io.k8s.api.core.v1.ConfigMap", [
+    Field("data", MapOf(STRING), 2,
+          "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'."),
+    Field("binaryData", MapOf(BYTES), 3,
+          "BinaryData contains the binary data. Each key must consist of alphanumeric characters, '-', '_' or '.'."),
+    Field("immutable", BOOL, 4,
+          "Immutable, if set to true, ensures that data stored in the ConfigMap cannot be updated (only object metadata can be modified)."),
+], doc="ConfigMap holds configuration data for pods to consume.")
+
+CONFIGMAP_LIST = list_of(CONFIGMAP)
+
+
+def config_map_key(key: str) -> list[str]:
+    """IsConfigMapKey."""
+    msgs = []
+    if len(key) > 253:
+        msgs.append("must be no more than 253 characters")
+    if not re.fullmatch(_CONFIG_KEY, key):
+        msgs.append(f"a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '{_CONFIG_KEY}')")
+    if key in (".", ".."):
+        msgs.append("must not be '.' or '..'")
+    return msgs
+
+
+def _validate(new: dict, old: dict | None) -> list[FieldError]:
+    errs = validate_object_meta(new.get("metadata", {}), True, dns1123_subdomain)
+    if old is not None:
+        errs += validate_object_meta_update(new.get("metadata", {}), old.get("metadata", {}))
+    data = new.get("data") or {}
+    binary = new.get("binaryData") or {}
+    for field, values in (("data", data), ("binaryData", binary)):
+        for k in values:
+            errs += [invalid(field, k, m) for m in config_map_key(k)]
+    for k in set(data) & set(binary):
+        errs.append(invalid("data", k, "duplicate of key present in binaryData"))
+    if old is not None and old.get("immutable"):
+        if new.get("data") != old.get("data") or new.get("binaryData") != old.get("binaryData"):
+            errs.append(FieldError("Forbidden", "data", detail="field is immutable when `immutable` is set"))
+        if not new.get("immutable"):
+            errs.append(FieldError("Forbidden", "immutable", detail="field is immutable when `immutable` is set"))
+    return errs
+
+
+register(Kind(
+    group="", version="v1", kind="ConfigMap", plural="configmaps", singular="configmap", namespaced=True,
+    schema=CONFIGMAP, short_names=("cm",),
+    columns=(
+        Column("Name", "string", name, "name", description="Name must be unique within a namespace."),
+        Column("Data", "string", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {}),
+               description="Number of data in configmap"),
+        Column("Age", "string", age,
+               description="CreationTimestamp is a timestamp representing the server time when this object was created."),
+    ),
+    validate=_validate,
+))

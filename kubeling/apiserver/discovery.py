@@ -1,0 +1,139 @@
+"""API discovery: /api, /apis, per-group-version resource lists, aggregated
+discovery (apidiscovery.k8s.io v2 and v2beta1), and /version."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from typing import Any
+
+from .. import __version__
+from ..api.registry import Kind, all_kinds, group_versions
+
+KUBERNETES_VERSION = (1, 33, 1)
+GIT_VERSION = "v%d.%d.%d" % KUBERNETES_VERSION + f"+kubeling.{__version__}"
+
+
+def version_info() -> dict[str, str]:
+    major, minor, _ = KUBERNETES_VERSION
+    return {
+        "major": str(major),
+        "minor": str(minor),
+        "gitVersion": GIT_VERSION,
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-26T00:00:00Z",
+        "goVersion": f"python{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}",
+        "compiler": "cpython",
+        "platform": f"linux/{_arch()}",
+    }
+
+
+def _arch() -> str:
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+def _kinds(group: str, version: str) -> list[Kind]:
+    return [k for k in all_kinds() if k.group == group and k.version == version]
+
+
+def _storage_hash(k: Kind) -> str:
+    return hashlib.sha256(f"{k.group}/{k.version}/{k.kind}".encode()).digest()[:8].hex()
+
+
+def resource_list(group: str, version: str) -> dict[str, Any] | None:
+    kinds = _kinds(group, version)
+    if not kinds:
+        return None
+    gv = f"{group}/{version}" if group else version
+    resources: list[dict[str, Any]] = []
+    for k in kinds:
+        r: dict[str, Any] = {"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced,
+                             "kind": k.kind, "verbs": list(k.verbs)}
+        if k.short_names:
+            r["shortNames"] = list(k.short_names)
+        if k.categories:
+            r["categories"] = list(k.categories)
+        r["storageVersionHash"] = _storage_hash(k)
+        resources.append(r)
+        for s in k.subresources:
+            sub: dict[str, Any] = {"name": f"{k.plural}/{s.name}", "singularName": "", "namespaced": k.namespaced,
+                                   "kind": s.kind or k.kind, "verbs": list(s.verbs)}
+            if s.group is not None:
+                sub["group"] = s.group
+            if s.version is not None:
+                sub["version"] = s.version
+            resources.append(sub)
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+
+def api_versions(server_address: str) -> dict[str, Any]:
+    return {"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
+
+
+def _group(name: str, versions: list[str]) -> dict[str, Any]:
+    vs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": vs, "preferredVersion": vs[0]}
+
+
+def api_group_list() -> dict[str, Any]:
+    groups = [_group(g, vs) for g, vs in group_versions().items() if g]
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+def api_group(name: str) -> dict[str, Any] | None:
+    vs = group_versions().get(name)
+    if not name or not vs:
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name, vs)}
+
+
+def _aggregated_resource(k: Kind) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "resource": k.plural,
+        "responseKind": {"group": k.group, "version": k.version, "kind": k.kind},
+        "scope": "Namespaced" if k.namespaced else "Cluster",
+        "singularResource": k.singular,
+        "verbs": list(k.verbs),
+    }
+    if k.short_names:
+        r["shortNames"] = list(k.short_names)
+    if k.categories:
+        r["categories"] = list(k.categories)
+    if k.subresources:
+        r["subresources"] = [{
+            "subresource": s.name,
+            "responseKind": {"group": k.group if s.group is None else s.group,
+                             "version": k.version if s.version is None else s.version,
+                             "kind": s.kind or k.kind},
+            "verbs": list(s.verbs),
+        } for s in k.subresources]
+    return r
+
+
+def aggregated(legacy: bool, version: str) -> dict[str, Any]:
+    """APIGroupDiscoveryList for /api (legacy=True, the core group) or /apis."""
+    items = []
+    for g, vs in group_versions().items():
+        if bool(g) == legacy:
+            continue
+        items.append({
+            "metadata": {"name": g, "creationTimestamp": None},
+            "versions": [{"version": v, "resources": [_aggregated_resource(k) for k in _kinds(g, v)],
+                          "freshness": "Current"} for v in vs],
+        })
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}", "metadata": {},
+            "items": items}
+
+
+def aggregated_version(accept: str | None) -> str | None:
+    """The aggregated discovery version the client accepts first, if any."""
+    for part in (accept or "").split(","):
+        fields = dict(f.strip().split("=", 1) for f in part.split(";")[1:] if "=" in f)
+        if fields.get("g") == "apidiscovery.k8s.io" and fields.get("as") == "APIGroupDiscoveryList":
+            if fields.get("v") in ("v2", "v2beta1"):
+                return fields["v"]
+    return None

@@ -1,0 +1,104 @@
+"""Run the API server: open the store, make certificates and the admin
+kubeconfig, bootstrap, and serve HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from ..storage.sqlite import SQLiteStore
+from .app import APIServer, Config
+from .bootstrap import bootstrap
+from .pki import ensure_pki, host_addresses, load_tokens, write_admin_kubeconfig
+
+log = logging.getLogger("kubeling.apiserver")
+
+
+@dataclass
+class ServerOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    tls: bool = True
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 in brackets) -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid --listen {value!r}: want HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    ipaddress.ip_address(host)
+    return host, int(port)
+
+
+def advertise_ip(host: str) -> str:
+    """The address the `kubernetes` Service's endpoints name. Endpoints may not
+    be loopback addresses, so a loopback listener advertises the host's
+    first other IPv4 address, as kube-apiserver's --advertise-address would."""
+    if host not in ("0.0.0.0", "::") and not ipaddress.ip_address(host).is_loopback:
+        return host
+    for a in host_addresses():
+        if not ipaddress.ip_address(a).is_loopback and ipaddress.ip_address(a).version == 4:
+            return a
+    return host
+
+
+@dataclass
+class RunningServer:
+    api: APIServer
+    runner: web.AppRunner
+    store: SQLiteStore
+    kubeconfig: Path
+    url: str
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        await self.store.close()
+
+
+async def start_server(opts: ServerOptions) -> RunningServer:
+    opts.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await SQLiteStore.open(str(opts.data_dir / "state.db"))
+    try:
+        adv = advertise_ip(opts.host)
+        pki = ensure_pki(opts.data_dir, [adv])
+        connect_host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
+        scheme = "https" if opts.tls else "http"
+        hostport = f"[{connect_host}]" if ":" in connect_host else connect_host
+        url = f"{scheme}://{hostport}:{opts.port}"
+        kubeconfig = write_admin_kubeconfig(opts.data_dir, pki, url)
+        config = Config(service_cidr=opts.service_cidr, node_port_range=opts.node_port_range,
+                        advertise=f"{adv}:{opts.port}", tokens=load_tokens(pki))
+        api = APIServer(store, config)
+        await bootstrap(api, adv, opts.port)
+        ctx = None
+        if opts.tls:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(str(pki.serving_cert), str(pki.serving_key))
+            ctx.set_alpn_protocols(["http/1.1"])
+        runner = web.AppRunner(api.app(), access_log=None, keepalive_timeout=120.0, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, opts.host, opts.port, ssl_context=ctx, backlog=1024, reuse_address=True)
+        await site.start()
+    except BaseException:
+        await store.close()
+        raise
+    log.info("API server listening on %s", url)
+    return RunningServer(api, runner, store, kubeconfig, url)
+
+
+async def serve_forever(opts: ServerOptions) -> None:
+    running = await start_server(opts)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await running.stop()

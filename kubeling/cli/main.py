@@ -1,0 +1,90 @@
+"""The `kubeling` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .. import __version__
+
+DEFAULT_DATA_DIR = Path("/var/lib/kubeling")
+
+
+class CLIError(Exception):
+    """A failure reported as one line, without a traceback."""
+
+
+def _server(args: argparse.Namespace) -> None:
+    from ..apiserver.server import ServerOptions, parse_listen, serve_forever
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    opts = ServerOptions(data_dir=Path(args.data_dir), host=host, port=port, service_cidr=args.service_cidr)
+    try:
+        asyncio.run(serve_forever(opts))
+    except OSError as e:
+        if e.errno == 98:
+            raise CLIError(f"cannot listen on {args.listen}: address already in use") from None
+        raise CLIError(f"cannot start the API server: {e.strerror or e}") from None
+
+
+def _kubeconfig(args: argparse.Namespace) -> None:
+    path = Path(args.data_dir) / "kubeconfig.yaml"
+    if not path.exists():
+        raise CLIError(f"no kubeconfig in {args.data_dir}: start the cluster with this data dir first")
+    sys.stdout.write(path.read_text())
+
+
+def _version(args: argparse.Namespace) -> None:
+    from ..apiserver.discovery import GIT_VERSION
+
+    print(f"kubeling {__version__} (Kubernetes API {GIT_VERSION})")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubeling", description="A Kubernetes-compatible cluster in Python.")
+    p.add_argument("-v", "--verbosity", type=int, default=0, help="log verbosity (0-5)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("server", help="run the API server")
+    s.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="state, certificates and kubeconfig")
+    s.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT to serve HTTPS on")
+    s.add_argument("--service-cidr", default="10.96.0.0/12", help="range of Service cluster IPs")
+    s.set_defaults(func=_server)
+
+    k = sub.add_parser("kubeconfig", help="print the admin kubeconfig")
+    k.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    k.set_defaults(func=_kubeconfig)
+
+    v = sub.add_parser("version", help="print the version")
+    v.set_defaults(func=_version)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help()
+        return 1
+    level = logging.WARNING if args.verbosity <= 0 else logging.INFO if args.verbosity < 3 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except CLIError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

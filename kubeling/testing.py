@@ -1,0 +1,113 @@
+"""A real kubeling cluster for test suites.
+
+    from kubeling.testing import running_cluster
+
+    def test_something(tmp_path):
+        with running_cluster(tmp_path) as cluster:
+            subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "pods"])
+
+Each cluster is a separate `kubeling` process on a free loopback port with its
+own data dir, stopped (and waited for) when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    data_dir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def token(self) -> str:
+        cfg = yaml.safe_load(self.kubeconfig.read_text())
+        return str(cfg["users"][0]["user"]["token"])
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.data_dir / "pki" / "ca.crt"))
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _wait_ready(cluster: Cluster, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    while time.monotonic() < deadline:
+        if cluster.process.poll() is not None:
+            raise RuntimeError(f"kubeling exited with {cluster.process.returncode}:\n{cluster.log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{cluster.url}/readyz", context=ctx, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"kubeling not ready after {timeout}s:\n{cluster.log.read_text()}")
+
+
+def start_cluster(data_dir: Path, port: int | None = None, extra_args: list[str] | None = None,
+                  timeout: float = 30.0) -> Cluster:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log = data_dir / "kubeling.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubeling", "server", "--data-dir", str(data_dir),
+             "--listen", f"127.0.0.1:{port}", *(extra_args or [])],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    cluster = Cluster(data_dir, port, proc, log)
+    try:
+        _wait_ready(cluster, timeout)
+    except BaseException:
+        cluster.kill(signal.SIGKILL)
+        raise
+    return cluster
+
+
+@contextlib.contextmanager
+def running_cluster(data_dir: Path, **kwargs: object) -> Iterator[Cluster]:
+    cluster = start_cluster(data_dir, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield cluster
+    finally:
+        cluster.kill()
