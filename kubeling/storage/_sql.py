@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 from kubeling.storage._keyspace import prefix_end
 from kubeling.storage.store import Compacted, Event, KeyValue
@@ -53,6 +53,8 @@ def connect(path: str, *, synchronous: Synchronous | None = None) -> sqlite3.Con
     """
     # check_same_thread=False: connections are opened in one thread and used
     # in another (still by one thread at a time).
+    if synchronous not in (None, "FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     if synchronous is None:
@@ -70,18 +72,26 @@ def meta(conn: sqlite3.Connection, name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def load_latest(conn: sqlite3.Connection) -> tuple[dict[str, KeyValue], int]:
-    """Every live key's latest value, and the current revision."""
+class Loaded(NamedTuple):
+    items: dict[str, KeyValue]
+    revision: int
+    compacted: int
+    compact_cursor: int
+
+
+def load(conn: sqlite3.Connection) -> Loaded:
+    """Every live key's latest value and the revision counters."""
     rows = conn.execute(
         "SELECT k.key, k.value, k.create_revision, k.revision"
         " FROM (SELECT MAX(revision) AS r FROM kv GROUP BY key) m"
         " JOIN kv k ON k.revision = m.r WHERE k.deleted = 0"
     )
     items = {key: KeyValue(key, value, created, modified) for key, value, created, modified in rows}
+    compacted = meta(conn, COMPACTED)
     # Compaction may remove the newest row (a delete), but never a row above
     # the compacted revision, so the larger of the two is the current revision.
     top = conn.execute("SELECT MAX(revision) FROM kv").fetchone()[0] or 0
-    return items, max(top, meta(conn, COMPACTED))
+    return Loaded(items, max(top, compacted), compacted, meta(conn, COMPACT_CURSOR))
 
 
 def in_snapshot(conn: sqlite3.Connection, revision: int, read: Callable[[], T]) -> T:

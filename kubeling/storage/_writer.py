@@ -74,18 +74,19 @@ class Writer:
     def __init__(
         self,
         conn: sqlite3.Connection,
-        items: dict[str, KeyValue],
-        revision: int,
-        publish: Callable[[Commit], None],
+        loaded: _sql.Loaded,
+        publish: Callable[[Commit], object],
         *,
         max_batch: int,
         compact_chunk: int,
     ) -> None:
         self._conn = conn
-        self._items = items
-        self._revision = revision
-        self._compacted = _sql.meta(conn, _sql.COMPACTED)
-        self._compact_cursor = _sql.meta(conn, _sql.COMPACT_CURSOR)
+        # Shares the KeyValue objects with the event loop's view, but is a
+        # separate dict: it runs ahead of what has committed.
+        self._items = dict(loaded.items)
+        self._revision = loaded.revision
+        self._compacted = loaded.compacted
+        self._compact_cursor = loaded.compact_cursor
         self._publish = publish
         self._max_batch = max_batch
         self._compact_chunk = compact_chunk
@@ -156,7 +157,7 @@ class Writer:
             # at most a share of the batches, so it neither starves writes
             # nor adds its latency to every batch.
             compacting = self._compacting() and (not ops or time.monotonic() >= self._compact_resume)
-            if rows or compacting:
+            if rows or compacting or self._compacted != start_compacted:
                 started = time.monotonic()
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany(_sql.INSERT, rows)

@@ -13,6 +13,7 @@ point of view every commit is atomic.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sqlite3
@@ -50,9 +51,9 @@ class SQLiteStore:
         self,
         loop: asyncio.AbstractEventLoop,
         path: str,
+        lock: int,
         conn: sqlite3.Connection,
-        items: dict[str, KeyValue],
-        revision: int,
+        loaded: _sql.Loaded,
         *,
         max_batch: int,
         compact_chunk: int,
@@ -61,9 +62,10 @@ class SQLiteStore:
     ) -> None:
         self._loop = loop
         self._path = path
-        self._keyspace = Keyspace(items)
-        self._revision = revision
-        self._compacted = _sql.meta(conn, _sql.COMPACTED)
+        self._lock = lock
+        self._keyspace = Keyspace(loaded.items)
+        self._revision = loaded.revision
+        self._compacted = loaded.compacted
         self._watchers: dict[str, set[SQLiteWatch]] = {}
         self._watch_buffer = watch_buffer
         self._closed = False
@@ -73,8 +75,7 @@ class SQLiteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._writer = Writer(
             conn,
-            dict(items),
-            revision,
+            loaded,
             lambda commit: loop.call_soon_threadsafe(self._on_commit, commit),
             max_batch=max_batch,
             compact_chunk=compact_chunk,
@@ -109,17 +110,22 @@ class SQLiteStore:
         path = os.fspath(path)
         loop = asyncio.get_running_loop()
 
-        def bootstrap() -> tuple[sqlite3.Connection, dict[str, KeyValue], int]:
-            conn = _sql.connect(path, synchronous=synchronous)
-            return conn, *_sql.load_latest(conn)
+        def bootstrap() -> tuple[int, sqlite3.Connection, _sql.Loaded]:
+            lock = _lock(path)
+            try:
+                conn = _sql.connect(path, synchronous=synchronous)
+                return lock, conn, _sql.load(conn)
+            except BaseException:
+                os.close(lock)
+                raise
 
-        conn, items, revision = await asyncio.to_thread(bootstrap)
+        lock, conn, loaded = await asyncio.to_thread(bootstrap)
         store = cls(
             loop,
             path,
+            lock,
             conn,
-            items,
-            revision,
+            loaded,
             max_batch=max_batch,
             compact_chunk=compact_chunk,
             read_threads=read_threads,
@@ -140,13 +146,16 @@ class SQLiteStore:
         return future
 
     async def create(self, key: str, value: bytes) -> KeyValue:
-        return await self._submit(Kind.CREATE, key, value, None)
+        kv: KeyValue = await self._submit(Kind.CREATE, key, value, None)
+        return kv
 
     async def update(self, key: str, value: bytes, expected_revision: int | None = None) -> KeyValue:
-        return await self._submit(Kind.UPDATE, key, value, expected_revision)
+        kv: KeyValue = await self._submit(Kind.UPDATE, key, value, expected_revision)
+        return kv
 
     async def delete(self, key: str, expected_revision: int | None = None) -> KeyValue:
-        return await self._submit(Kind.DELETE, key, b"", expected_revision)
+        kv: KeyValue = await self._submit(Kind.DELETE, key, b"", expected_revision)
+        return kv
 
     async def compact(self, revision: int) -> None:
         await self._submit(Kind.COMPACT, "", b"", revision)
@@ -273,11 +282,27 @@ class SQLiteStore:
                 watch._end()
         self._watchers.clear()
         await asyncio.to_thread(self._close_readers)
+        os.close(self._lock)
 
     def _close_readers(self) -> None:
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
             conn.close()
+
+
+def _lock(path: str) -> int:
+    """Take the store's lock file, held (as an open fd) until close or exit.
+
+    The store keeps state in memory on the assumption that it is the only
+    writer; a second store on the same file would silently diverge.
+    """
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"{path} is in use by another store") from None
+    return fd
 
 
 class SQLiteWatch:
@@ -352,7 +377,7 @@ class SQLiteWatch:
 
     def _deliver(self, events: list[Event]) -> None:
         if events[0].kv.mod_revision <= self._skip_through:
-            events = [e for e in events if e.kv.mod_revision > self._sent]
+            events = [e for e in events if e.kv.mod_revision > self._skip_through]
             if not events:
                 return
         if len(self._buffer) + len(events) > self._max_buffer:

@@ -166,7 +166,8 @@ class Store(Protocol):
         """Events for keys starting with ``prefix`` strictly after ``from_revision``.
 
         ``from_revision`` 0 means from now.  Raises Compacted if
-        ``from_revision`` is below the compacted revision.
+        ``from_revision`` is below the compacted revision; iteration raises it
+        too if compaction overtakes the replay of history.
         """
         ...
 
