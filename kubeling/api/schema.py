@@ -271,10 +271,23 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def decode(t: Type, value: Json, unknown: list[str], path: str = "", owner: str = "") -> Json:
+KeepZero = Callable[["Struct", Field], bool]
+
+
+def _empty(t: Type, v: Json) -> bool:
+    """Go's omitempty: zero scalars, empty lists and maps (structs are never empty)."""
+    if isinstance(t, (Struct, Special)) and not (isinstance(t, Special) and t.wire in ("intorstring", "time")):
+        return False
+    return v in (0, "", False, [], {}) and not (isinstance(v, float) and v != 0)
+
+
+def decode(t: Type, value: Json, unknown: list[str], path: str = "", owner: str = "",
+           keep_zero: KeepZero | None = None) -> Json:
     """Return `value` shaped by `t`: nulls and unknown fields are dropped (their
     paths appended to `unknown`), ints given as floats are normalised, and a
-    JSON type mismatch raises DecodeError, as Go's decoder does."""
+    JSON type mismatch raises DecodeError, as Go's decoder does. With
+    `keep_zero`, empty values of fields it does not keep are dropped, as a
+    round trip through Go structs with `omitempty` tags drops them."""
     if value is None:
         return None
     if isinstance(t, Struct):
@@ -288,16 +301,21 @@ def decode(t: Type, value: Json, unknown: list[str], path: str = "", owner: str 
                 continue
             if v is None:
                 continue
-            out[k] = decode(f.type, v, unknown, _join(path, k), t.type_name())
+            d = decode(f.type, v, unknown, _join(path, k), t.type_name(), keep_zero)
+            if keep_zero is not None and not f.keep_zero and _empty(f.type, d) and not keep_zero(t, f):
+                continue
+            out[k] = d
         return out
     if isinstance(t, ListOf):
         if not isinstance(value, list):
             raise DecodeError(path, t.type_name(), _json_kind(value), owner)
-        return [decode(t.item, v, unknown, f"{path}[{i}]", owner) for i, v in enumerate(value) if v is not None]
+        return [decode(t.item, v, unknown, f"{path}[{i}]", owner, keep_zero)
+                for i, v in enumerate(value) if v is not None]
     if isinstance(t, MapOf):
         if not isinstance(value, dict):
             raise DecodeError(path, t.type_name(), _json_kind(value), owner)
-        return {k: decode(t.value, v, unknown, _join(path, k), owner) for k, v in value.items() if v is not None}
+        return {k: decode(t.value, v, unknown, _join(path, k), owner, keep_zero)
+                for k, v in value.items() if v is not None}
     if isinstance(t, Scalar):
         return _decode_scalar(t, value, path, owner)
     if isinstance(t, Special):

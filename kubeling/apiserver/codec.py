@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import yaml
 
-from ..api import errors
+from ..api import errors, protobuf
+from ..api.protobuf import is_pointer
 from ..api.registry import Kind
 from ..api.schema import DecodeError, QuantityDecodeError, Struct, decode
 
@@ -67,8 +68,6 @@ def decode_body(body: bytes, content_type: str | None, kind: Kind, field_validat
         raise errors.too_large()
     mt = media_type(content_type)
     if mt == PROTOBUF:
-        from ..api import protobuf
-
         try:
             av, k, raw = protobuf.decode_envelope(body)
             value: Any = protobuf.decode(raw, schema)
@@ -107,7 +106,7 @@ def shape(value: Any, kind_name: str, api_version: str, schema: Struct, field_va
         raise errors.bad_request(f"the kind in the data ({k}) does not match the expected kind ({kind_name})")
     unknown: list[str] = []
     try:
-        obj = decode(schema, value, unknown)
+        obj = decode(schema, value, unknown, keep_zero=is_pointer)
     except DecodeError as e:
         raise errors.bad_request(f"{prefix}: {e}") from None
     except QuantityDecodeError as e:

@@ -5,7 +5,6 @@ finalizers."""
 
 from __future__ import annotations
 
-import copy
 import random
 import uuid
 from dataclasses import dataclass
@@ -114,7 +113,7 @@ class Objects:
             if want_rv and want_rv != kv.mod_revision:
                 raise errors.stale_conflict(kind.plural, kind.group, name)
             cur = decode(kv)
-            new = mutate(copy.deepcopy(cur))
+            new = mutate(decode(kv))
             new = self._prepare_update(kind, strategy, new, cur, subresource)
             if new == cur:
                 return cur, False
@@ -150,12 +149,19 @@ class Objects:
         new["apiVersion"], new["kind"] = cur["apiVersion"], cur["kind"]
         meta = new.setdefault("metadata", {})
         cmeta = cur["metadata"]
+        if meta.get("uid") and meta["uid"] != cmeta.get("uid"):
+            raise errors.conflict(kind.plural, kind.group, cmeta["name"],
+                                  f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: "
+                                  f"{cmeta.get('uid')}")
         if subresource == "status":
-            out = copy.deepcopy(cur)
+            # ResetObjectMetaForStatus: a status write may change the status and
+            # annotations, nothing else.
+            out = {k: v for k, v in cur.items() if k != "status"}
             if "status" in new:
                 out["status"] = new["status"]
-            else:
-                out.pop("status", None)
+            out["metadata"] = {**cmeta, "annotations": meta.get("annotations")}
+            if out["metadata"]["annotations"] is None:
+                del out["metadata"]["annotations"]
             apply_defaults(kind.schema, out)
             return out
         for k in _SYSTEM_META:

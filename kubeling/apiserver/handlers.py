@@ -4,7 +4,6 @@ subresources."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -255,7 +254,7 @@ class ResourceHandlers:
             if subresource == "finalize":
                 cur.setdefault("spec", {})["finalizers"] = list(obj.get("spec", {}).get("finalizers") or [])
                 return cur
-            return copy.deepcopy(obj)
+            return codec.loads(codec.dumps(obj))
 
         result, created = await self.crud.update(
             kind, info.namespace, info.name, mutate, precondition_rv=rv,

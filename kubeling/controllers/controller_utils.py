@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ from ..api.registry import Kind
 from ..api.selectors import LabelSelector, from_label_selector
 from ..client.informer import Informer
 from ..client.rest import Client
-
-log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
@@ -83,7 +80,7 @@ def _orphan_index(obj: Obj) -> list[str]:
     return [] if controller_of(obj) else [meta(obj).get("namespace", "")]
 
 
-def _namespace_index(obj: Obj) -> list[str]:
+def namespace_index(obj: Obj) -> list[str]:
     return [meta(obj).get("namespace", "")]
 
 
@@ -95,14 +92,13 @@ def add_workload_indexes(informer: Informer, *, by_namespace: bool = False) -> N
     informer.add_index(INDEX_CONTROLLER_UID, _controller_uid_index)
     informer.add_index(INDEX_ORPHANS, _orphan_index)
     if by_namespace:
-        informer.add_index(INDEX_NAMESPACE, _namespace_index)
+        informer.add_index(INDEX_NAMESPACE, namespace_index)
 
 
 class SelectorCache:
     """Parsed label selectors by owner uid. apps/v1 selectors are immutable, so
-    one parse per object suffices; the raw selector is kept to notice the
-    impossible anyway (a re-created object reusing a uid never happens, but a
-    mismatch costs only a re-parse)."""
+    an object's selector is parsed once; the raw selector is still compared on
+    every lookup, which is cheap and keeps a changed one from going unnoticed."""
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[Obj | None, LabelSelector]] = {}
@@ -123,8 +119,9 @@ class SelectorCache:
 
 
 def selects(selector: LabelSelector, obj: Obj) -> bool:
-    """A selector that selects everything selects nothing here: controllers
-    never act on an empty selector (upstream's selector.Empty() checks)."""
+    """Whether the selector picks obj. An empty selector picks nothing: upstream
+    never lets a controller own everything (validation refuses empty selectors
+    and its lookups skip them)."""
     return not selector.empty() and selector.matches(meta(obj).get("labels") or {})
 
 
@@ -162,7 +159,9 @@ def is_pod_ready(pod: Obj) -> bool:
 
 
 def available_at(pod: Obj, min_ready_seconds: int) -> float | None:
-    """When a ready pod becomes available (POSIX seconds; -inf for at once), None if not ready."""
+    """When a ready pod becomes available (POSIX seconds; -inf for at once),
+    None if not ready: podutil.IsPodAvailable(pod, minReadySeconds, now) is
+    `available_at(pod, minReadySeconds) < now`."""
     c = pod_ready_condition(pod)
     if c is None or c.get("status") != "True":
         return None
@@ -171,12 +170,6 @@ def available_at(pod: Obj, min_ready_seconds: int) -> float | None:
     since = parse_time(c.get("lastTransitionTime"))
     # A ready pod without a transition time never becomes available, as upstream's IsZero check has it.
     return math.inf if since is None else since + min_ready_seconds
-
-
-def is_pod_available(pod: Obj, min_ready_seconds: int, now: float) -> bool:
-    """podutil.IsPodAvailable: ready for more than minReadySeconds."""
-    at = available_at(pod, min_ready_seconds)
-    return at is not None and at < now
 
 
 _PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}
@@ -288,14 +281,17 @@ def pods_to_delete(pods: list[Obj], related: Iterable[Obj], count: int) -> list[
 
 def pod_from_template(template: Obj, owner: Obj, ref: Obj) -> Obj:
     """GetPodFromTemplate: labels, annotations and finalizers from the template,
-    generateName "<owner>-", the controller reference, a copy of the spec."""
+    generateName "<owner>-", the controller reference, the template's spec.
+
+    The body shares the template's (cached) dicts instead of copying them: it
+    is only serialized for the create, never changed, and copying the spec of
+    every pod a burst creates would be the controller's largest CPU cost."""
     tmeta = template.get("metadata") or {}
     pod_meta: Obj = {"generateName": f"{owner['metadata']['name']}-", "ownerReferences": [ref]}
     for key in ("labels", "annotations", "finalizers"):
         if tmeta.get(key):
-            pod_meta[key] = copy.deepcopy(tmeta[key])
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta,
-            "spec": copy.deepcopy(template.get("spec") or {})}
+            pod_meta[key] = tmeta[key]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": template.get("spec") or {}}
 
 
 # ---------------------------------------------------------------- expectations
@@ -353,7 +349,39 @@ class Expectations:
         self._by_key.pop(key, None)
 
 
-async def slow_start_batch(count: int, initial: int, fn: Callable[[], Awaitable[None]]) -> tuple[int, BaseException | None]:
+class OwnWrites:
+    """resourceVersions that this controller's own writes replaced, by object key.
+
+    A cached object still at one of them is known to be stale: acting on it
+    would only earn a 409 Conflict, and the watch event carrying the write is
+    on its way and will queue the key again. Syncs skip such objects instead
+    of spending a conflicting request and a retry on them."""
+
+    def __init__(self) -> None:
+        self._replaced: dict[str, set[str]] = {}
+
+    def wrote(self, key: str, sent: Obj, answer: Obj) -> None:
+        """Record a successful write of `sent`; a write that changed nothing
+        leaves the resourceVersion as it was, and the cache is not stale."""
+        replaced = meta(sent).get("resourceVersion")
+        if replaced and replaced != meta(answer).get("resourceVersion"):
+            self._replaced.setdefault(key, set()).add(replaced)
+
+    def stale(self, key: str, cached: Obj) -> bool:
+        replaced = self._replaced.get(key)
+        if not replaced:
+            return False
+        if meta(cached).get("resourceVersion") in replaced:
+            return True
+        del self._replaced[key]  # the cache has caught up with every write
+        return False
+
+    def forget(self, key: str) -> None:
+        self._replaced.pop(key, None)
+
+
+async def slow_start_batch(count: int, initial: int,
+                           fn: Callable[[], Awaitable[None]]) -> tuple[int, BaseException | None]:
     """slowStartBatch: call fn `count` times in concurrent batches of 1, 2, 4...
     stopping after the first batch with a failure, so that a systematic error
     (quota, admission) costs a handful of requests instead of `count`.
@@ -375,6 +403,10 @@ async def slow_start_batch(count: int, initial: int, fn: Callable[[], Awaitable[
 
 
 # ---------------------------------------------------------------- adoption and release
+
+
+class OwnerChanged(Exception):
+    """The owner was deleted or replaced since it was cached: it adopts nothing."""
 
 
 class ControllerRefManager:
@@ -402,9 +434,7 @@ class ControllerRefManager:
             try:
                 if await self._claim_one(obj):
                     claimed.append(obj)
-            except APIError as e:
-                errors.append(e)
-            except RuntimeError as e:  # the owner is gone or going: nothing to adopt into
+            except (APIError, OwnerChanged) as e:
                 errors.append(e)
         if errors:
             raise errors[0]
@@ -451,7 +481,7 @@ class ControllerRefManager:
 
     async def _can_adopt(self) -> None:
         if self._recheck is None:
-            self._recheck = asyncio.ensure_future(self._recheck_owner())
+            self._recheck = asyncio.create_task(self._recheck_owner())
         await self._recheck
 
     async def _recheck_owner(self) -> None:
@@ -459,10 +489,10 @@ class ControllerRefManager:
         fresh = await self.client.get(self.owner_kind, m["name"], m.get("namespace"))
         fm = fresh.get("metadata") or {}
         if fm.get("uid") != m["uid"]:
-            raise RuntimeError(f"original {m.get('namespace')}/{m['name']} is gone: got uid {fm.get('uid')}, "
+            raise OwnerChanged(f"original {m.get('namespace')}/{m['name']} is gone: got uid {fm.get('uid')}, "
                                f"wanted {m['uid']}")
         if fm.get("deletionTimestamp"):
-            raise RuntimeError(f"{m.get('namespace')}/{m['name']} has just been deleted at "
+            raise OwnerChanged(f"{m.get('namespace')}/{m['name']} has just been deleted at "
                                f"{fm['deletionTimestamp']}")
 
 

@@ -126,6 +126,10 @@ def pod_endpoints_changed(old: Obj, new: Obj) -> tuple[bool, bool]:
         return True, labels_changed
     if is_pod_ready(old) != is_pod_ready(new):
         return True, labels_changed
+    # upstream relies on a finishing pod also turning unready; a writer that
+    # only sets the terminal phase must drop it from its endpoints all the same
+    if is_pod_terminal(old) != is_pod_terminal(new):
+        return True, labels_changed
     if pod_ips(old) != pod_ips(new):
         return True, labels_changed
     # name, namespace and uid are immutable; nodeName is set before the pod gets an IP
@@ -174,10 +178,14 @@ def is_ipv6(ip: str) -> bool:
     return ":" in ip
 
 
+def is_pod_terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def should_pod_be_in_endpoints(pod: Obj, include_terminating: bool) -> bool:
     """A pod is an endpoint once it has an IP, until it is terminal (Succeeded
     or Failed), and while terminating only if `include_terminating`."""
-    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+    if is_pod_terminal(pod):
         return False
     if not pod_ips(pod):
         return False

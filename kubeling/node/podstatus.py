@@ -12,7 +12,8 @@ from.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..api.kinds.pod import qos_class
 from ..api.printers import now_rfc3339
@@ -335,3 +336,19 @@ def generate_pod_status(pod: Obj, *, init_statuses: list[Obj], statuses: list[Ob
         if key in old:
             status[key] = old[key]
     return status
+
+
+def _without_zero_values(value: Any) -> Any:
+    """Go's view of a JSON value: absent, null, "", 0, false, {} and [] are all the zero value."""
+    if isinstance(value, dict):
+        out = {k: _without_zero_values(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, "", 0, False, {}, [])}
+    if isinstance(value, list):
+        return [_without_zero_values(v) for v in value]
+    return value
+
+
+def status_equal(a: Obj | None, b: Obj | None) -> bool:
+    """Whether two pod statuses say the same thing, however the server spelled zero values
+    (the status manager writes only when this is False)."""
+    return bool(_without_zero_values(a or {}) == _without_zero_values(b or {}))

@@ -14,8 +14,9 @@ import heapq
 import itertools
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from ..api.quantity import QuantityError, cpu_millis, to_bytes
 
@@ -144,7 +145,7 @@ class PodInfo:
     priority: int
 
     @classmethod
-    def of(cls, pod: Obj) -> "PodInfo":
+    def of(cls, pod: Obj) -> PodInfo:
         spec = pod.get("spec") or {}
         non_zero = pod_requests(spec, {CPU: DEFAULT_MILLI_CPU_REQUEST, MEMORY: DEFAULT_MEMORY_REQUEST})
         return cls(pod=pod, key=pod_key(pod), uid=pod["metadata"].get("uid", ""), requests=pod_requests(spec),
@@ -176,8 +177,20 @@ def effective_taints(node: Obj) -> list[Obj]:
 class NodeInfo:
     """A node and the pods the scheduler counts against it (assigned and assumed)."""
 
-    __slots__ = ("name", "node", "labels", "taints", "unschedulable", "allocatable", "requested",
-                 "non_zero_cpu", "non_zero_memory", "pods", "ports", "owners")
+    __slots__ = (
+        "allocatable",
+        "labels",
+        "name",
+        "node",
+        "non_zero_cpu",
+        "non_zero_memory",
+        "owners",
+        "pods",
+        "ports",
+        "requested",
+        "taints",
+        "unschedulable",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -539,5 +552,5 @@ class SchedulingQueue:
             self._timer.clear()
             try:
                 await asyncio.wait_for(self._timer.wait(), timeout=max(wait, 0.001))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

@@ -11,8 +11,9 @@ results weighted as in upstream's default profile.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..api.selectors import LabelSelector, SelectorError, from_label_selector
 from .framework import CPU, EPHEMERAL_STORAGE, MEMORY, Code, NodeInfo, PodInfo, Status

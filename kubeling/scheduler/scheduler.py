@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..api.errors import APIError
 from ..api.printers import now_rfc3339
@@ -25,8 +26,17 @@ from ..api.registry import Kind, lookup
 from ..client.events import EventRecorder
 from ..client.informer import InformerFactory
 from ..client.rest import Client
-from .framework import NO_NODES_MESSAGE, Cache, NodeInfo, PodInfo, QueuedPod, SchedulingQueue, fit_error_message, \
-    pod_key, preemption_message
+from .framework import (
+    NO_NODES_MESSAGE,
+    Cache,
+    NodeInfo,
+    PodInfo,
+    QueuedPod,
+    SchedulingQueue,
+    fit_error_message,
+    pod_key,
+    preemption_message,
+)
 from .plugins import prepare, run_filters, score_nodes
 
 log = logging.getLogger(__name__)

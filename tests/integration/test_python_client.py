@@ -11,14 +11,15 @@ import asyncio
 import datetime
 import ipaddress
 import json
-import ssl
+import os
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client, config, watch
@@ -461,7 +462,7 @@ def test_node_cluster_scoped(core: client.CoreV1Api) -> None:
 
 def test_lease(api: client.ApiClient, ns: str) -> None:
     coord = client.CoordinationV1Api(api)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     created = coord.create_namespaced_lease(ns, client.V1Lease(
         metadata=client.V1ObjectMeta(name="leader"),
         spec=client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=15, acquire_time=now, renew_time=now,
@@ -485,7 +486,7 @@ def test_lease(api: client.ApiClient, ns: str) -> None:
 
 
 def test_event(core: client.CoreV1Api, ns: str) -> None:
-    ts = datetime.datetime(2024, 5, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+    ts = datetime.datetime(2024, 5, 1, 12, 0, 0, tzinfo=datetime.UTC)
     created = core.create_namespaced_event(ns, client.CoreV1Event(
         metadata=client.V1ObjectMeta(name="web.1"),
         involved_object=client.V1ObjectReference(kind="Pod", namespace=ns, name="web", uid="u-1", api_version="v1"),
@@ -605,7 +606,7 @@ def test_watch_sees_changes_and_ends_by_itself(core: client.CoreV1Api, ns: str, 
 
     def mutate() -> None:
         try:
-            other = client.CoreV1Api(client.ApiClient())
+            other = client.CoreV1Api(client.ApiClient(core.api_client.configuration))
             other.create_namespaced_config_map(ns, configmap("w", a="1"))
             other.patch_namespaced_config_map("w", ns, {"data": {"a": "2"}})
             other.delete_namespaced_config_map("w", ns)
@@ -751,6 +752,49 @@ def test_stale_replace_conflicts(core: client.CoreV1Api, ns: str) -> None:
     # A replace without resourceVersion is unconditional.
     stale.metadata.resource_version = None
     assert core.replace_namespaced_config_map("c", ns, stale).data == {"k": "stale"}
+
+
+def test_replace_of_a_recreated_object_conflicts_on_uid(core: client.CoreV1Api, ns: str) -> None:
+    """A replace carries the object's uid as a precondition (upstream's
+    defaultUpdatedObjectInfo.Preconditions): an object deleted and re-created
+    under the same name is not overwritten by a replace meant for the old one."""
+    old = core.create_namespaced_config_map(ns, configmap("r", a="old"))
+    core.delete_namespaced_config_map("r", ns)
+    new = core.create_namespaced_config_map(ns, configmap("r", a="new"))
+    assert new.metadata.uid != old.metadata.uid
+    old.metadata.resource_version = None  # unconditional as far as resourceVersion goes
+    old.data = {"a": "clobbered"}
+    with pytest.raises(ApiException) as e:
+        core.replace_namespaced_config_map("r", ns, old)
+    assert e.value.status == 409
+    st = status_body(e.value)
+    assert st["reason"] == "Conflict"
+    assert f"Precondition failed: UID in precondition: {old.metadata.uid}" in st["message"]
+    got = core.read_namespaced_config_map("r", ns)
+    assert got.data == {"a": "new"} and got.metadata.uid == new.metadata.uid
+
+
+def test_concurrent_patches_of_one_object_all_apply(core: client.CoreV1Api, ns: str) -> None:
+    """Patches without a resourceVersion are unconditional: however many race
+    on one object, none may fail with a Conflict (upstream's GuaranteedUpdate
+    retries until it wins) and none may be lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    core.create_namespaced_config_map(ns, configmap("hot"))
+    apis = [client.CoreV1Api(client.ApiClient(core.api_client.configuration)) for _ in range(16)]
+
+    def patch(i: int) -> int:
+        try:
+            apis[i % 16].patch_namespaced_config_map("hot", ns, {"data": {f"k{i:03d}": str(i)}})
+            return 200
+        except ApiException as e:
+            return e.status
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(patch, range(240)))
+    assert codes.count(200) == 240, {c: codes.count(c) for c in set(codes)}
+    data = core.read_namespaced_config_map("hot", ns).data
+    assert len(data) == 241 and all(data[f"k{i:03d}"] == str(i) for i in range(240))
 
 
 def test_status_subresource_and_generation(apps: client.AppsV1Api, ns: str) -> None:
@@ -1033,3 +1077,53 @@ def test_watch_from_compacted_revision_is_410(in_process: InProcessServer) -> No
            for ev in watch.Watch().stream(core.list_namespaced_config_map, "default",
                                           resource_version=str(current - 1), timeout_seconds=1)]
     assert got == [("ADDED", "d")]
+
+
+@pytest.mark.skipif(not os.environ.get("KUBELING_SLOW_TESTS"),
+                    reason="about 80 s: set KUBELING_SLOW_TESTS=1 to wait for the server's own compaction")
+def test_watch_from_automatically_compacted_revision_is_410(tmp_path: Path) -> None:
+    """The same as above against `kubeling server` itself, with no help: its
+    store compacts every 60 s down to the last 10,000 revisions (the
+    SQLiteStore.open defaults, which the command does not expose), so write
+    10,000+ revisions and wait for the next compaction."""
+    import aiohttp
+
+    from kubeling.testing import running_cluster
+
+    with running_cluster(tmp_path / "slow") as c:
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(c.kubeconfig), client_configuration=cfg)
+        core = client.CoreV1Api(client.ApiClient(cfg))
+        for w in range(16):
+            core.create_namespaced_config_map("default", configmap(f"churn-{w}"))
+        old_rv = core.list_namespaced_config_map("default").metadata.resource_version
+
+        async def churn(n: int) -> None:
+            headers = {"Authorization": f"Bearer {c.token()}",
+                       "Content-Type": "application/merge-patch+json"}
+            counter = iter(range(n))
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16, ssl=c.ssl_context())) as s:
+                async def worker(w: int) -> None:
+                    # one object per connection (see test_concurrent_patches_... for one hot object)
+                    url = f"{c.url}/api/v1/namespaces/default/configmaps/churn-{w}"
+                    for i in counter:
+                        async with s.patch(url, data=json.dumps({"data": {"k": str(i)}}), headers=headers) as r:
+                            assert r.status == 200, await r.text()
+
+                await asyncio.gather(*(worker(w) for w in range(16)))
+
+        asyncio.run(churn(10_100))
+        deadline = time.monotonic() + 75
+        while True:
+            try:
+                core.list_namespaced_config_map("default", resource_version=old_rv, resource_version_match="Exact")
+            except ApiException as e:
+                assert e.status == 410, e
+                break
+            assert time.monotonic() < deadline, "no compaction within 75 s"
+            time.sleep(2)
+        with pytest.raises(ApiException) as exc:
+            list(watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=old_rv,
+                                      timeout_seconds=2))
+        assert exc.value.status == 410
+        assert exc.value.reason.startswith("Expired: too old resource version")

@@ -47,15 +47,38 @@ SESSION_AFFINITY_CONFIG = Struct("io.k8s.api.core.v1.SessionAffinityConfig", [
 ], doc="SessionAffinityConfig represents the configurations of session affinity.")
 
 SERVICE_PORT = Struct("io.k8s.api.core.v1.ServicePort", [
-    Field("name", STRING, 1, "The name of this port within the service. This must be a DNS_LABEL."),
+    Field("name", STRING, 1, "The name of this port within the service. This must be a DNS_LABEL. All ports within "
+          "a ServiceSpec must have unique names. When considering the endpoints for a Service, this must match the "
+          "'name' field in the EndpointPort. Optional if only one ServicePort is defined on this service."),
     Field("protocol", STRING, 2, "The IP protocol for this port. Supports \"TCP\", \"UDP\", and \"SCTP\". "
-                                 "Default is TCP.", default="TCP"),
-    Field("appProtocol", STRING, 6, "The application protocol for this port."),
+                                 "Default is TCP.\n\nPossible enum values:\n - `\"SCTP\"` is the SCTP protocol.\n"
+                                 " - `\"TCP\"` is the TCP protocol.\n - `\"UDP\"` is the UDP protocol.",
+          default="TCP"),
+    Field("appProtocol", STRING, 6, "The application protocol for this port. This is used as a hint for "
+          "implementations to offer richer behavior for protocols that they understand. This field follows standard "
+          "Kubernetes label syntax. Valid values are either:\n\n* Un-prefixed protocol names - reserved for IANA "
+          "standard service names (as per RFC-6335 and https://www.iana.org/assignments/service-names).\n\n"
+          "* Kubernetes-defined prefixed names:\n  * 'kubernetes.io/h2c' - HTTP/2 prior knowledge over cleartext as "
+          "described in https://www.rfc-editor.org/rfc/rfc9113.html#name-starting-http-2-with-prior-\n"
+          "  * 'kubernetes.io/ws'  - WebSocket over cleartext as described in https://www.rfc-editor.org/rfc/rfc6455\n"
+          "  * 'kubernetes.io/wss' - WebSocket over TLS as described in https://www.rfc-editor.org/rfc/rfc6455\n\n"
+          "* Other protocols should use implementation-defined prefixed names such as "
+          "mycompany.com/my-custom-protocol."),
     Field("port", INT32, 3, "The port that will be exposed by this service.", required=True, keep_zero=True),
     Field("targetPort", INT_OR_STRING, 4,
-          "Number or name of the port to access on the pods targeted by the service."),
-    Field("nodePort", INT32, 5, "The port on each node on which this service is exposed when type is NodePort "
-                                "or LoadBalancer."),
+          "Number or name of the port to access on the pods targeted by the service. Number must be in the range 1 "
+          "to 65535. Name must be an IANA_SVC_NAME. If this is a string, it will be looked up as a named port in the "
+          "target Pod's container ports. If this is not specified, the value of the 'port' field is used (an "
+          "identity map). This field is ignored for services with clusterIP=None, and should be omitted or set equal "
+          "to the 'port' field. More info: "
+          "https://kubernetes.io/docs/concepts/services-networking/service/#defining-a-service"),
+    Field("nodePort", INT32, 5, "The port on each node on which this service is exposed when type is NodePort or "
+          "LoadBalancer.  Usually assigned by the system. If a value is specified, in-range, and not in use it will "
+          "be used, otherwise the operation will fail.  If not specified, a port will be allocated if this Service "
+          "requires one.  If this field is specified when creating a Service which does not need it, creation will "
+          "fail. This field will be wiped when updating a Service to no longer need it (e.g. changing type from "
+          "NodePort to ClusterIP). More info: "
+          "https://kubernetes.io/docs/concepts/services-networking/service/#type-nodeport"),
 ], doc="ServicePort contains information on service's port.")
 
 _PORTS_DOC = ("The list of ports that are exposed by this service. More info: "

@@ -1,0 +1,486 @@
+"""Simulated nodes: Node objects that behave like kubelets without running
+anything, for integration tests and benchmarks of the control plane.
+
+Each node registers itself (labels, pod CIDR, capacity, conditions, addresses
+from the TEST-NET ranges that nothing routes, nodeInfo), renews its Lease in
+kube-node-lease every 10 s and posts its status heartbeat every ~40 s or when
+its conditions drifted. Pods bound to a node are "run": the node gives each an
+IP from its pod CIDR and writes the status the kubelet would (Pending with
+ContainerCreating, then Running and ready after `ready_delay`) through
+kubeling.node.podstatus, the code path the real node agent uses. A pod being
+deleted is "terminated" after its grace period (capped, so tests stay fast)
+and then deleted with gracePeriodSeconds=0, as the kubelet finishes deletions.
+
+All simulated nodes share one pod informer indexed by node name, one work
+queue and one lease/heartbeat loop each, so 30 nodes with 100 pods each cost
+little more than the pods themselves. stop() makes nodes fail: their leases,
+heartbeats and pods are no longer touched; the Node objects stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import ipaddress
+import logging
+import platform
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.errors import APIError
+from ..api.printers import now_micro, now_rfc3339
+from ..api.registry import Kind, lookup
+from ..client.informer import InformerFactory, object_key
+from ..client.rest import Client
+from ..client.workqueue import WorkQueue, run_workers
+from . import podstatus
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_SECONDS = 40
+RUNTIME_VERSION = "kubeling-sim://0.1"
+KUBELET_PORT = 10250
+NODE_NAME_INDEX = "spec.nodeName"
+
+#: documentation address ranges (RFC 5737): never routed, so nothing can ever send traffic to a node
+TEST_NETS = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+
+#: (type, reason, message) of the conditions a healthy kubelet reports, in the kubelet's order
+HEALTHY_CONDITIONS = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+)
+
+_GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+            "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def _kind(group: str, version: str, plural: str) -> Kind:
+    kind = lookup(group, version, plural)
+    assert kind is not None, f"{plural} are not registered"
+    return kind
+
+
+def node_name_index(pod: Obj) -> list[str]:
+    name = (pod.get("spec") or {}).get("nodeName")
+    return [name] if name else []
+
+
+def _test_net_address(index: int) -> str:
+    """The index-th usable address across the TEST-NET ranges."""
+    net, host = divmod(index, 254)
+    if net >= len(TEST_NETS):
+        raise ValueError(f"no TEST-NET address left for node #{index}")
+    return str(ipaddress.ip_network(TEST_NETS[net])[host + 1])
+
+
+def normalize_image(ref: str) -> str:
+    """The image reference as containerd reports it: docker.io/library/nginx:latest for "nginx"."""
+    first, _, rest = ref.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        ref = f"docker.io/{ref}"
+    domain, _, path = ref.partition("/")
+    if domain == "docker.io" and "/" not in path:
+        ref = f"docker.io/library/{path}"
+    last = ref.rsplit("/", 1)[-1]
+    if "@" not in last and ":" not in last:
+        ref += ":latest"
+    return ref
+
+
+def fake_image_id(image: str) -> str:
+    """repository@sha256:<digest>: a stable fake digest of the reference."""
+    ref = normalize_image(image)
+    repo = ref.split("@", 1)[0]
+    if ":" in repo.rsplit("/", 1)[-1]:
+        repo = repo[: repo.rfind(":")]
+    return f"{repo}@sha256:{hashlib.sha256(ref.encode()).hexdigest()}"
+
+
+@dataclass
+class _Node:
+    name: str
+    cidr: ipaddress.IPv4Network
+    host_ip: str
+    live: bool = True
+    uid: str = ""
+    lease: Obj | None = None
+    #: free host offsets in the pod CIDR (.1 is the node's bridge address, as on a real node)
+    free: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.free = list(range(2, self.cidr.num_addresses - 1))
+
+    def allocate(self, wanted: str = "") -> str:
+        if wanted:
+            try:
+                offset = int(ipaddress.ip_address(wanted)) - int(self.cidr.network_address)
+            except ValueError:
+                offset = -1
+            if offset in self.free:
+                self.free.remove(offset)
+                heapq.heapify(self.free)
+                return wanted
+        if not self.free:
+            raise RuntimeError(f"node {self.name}: pod CIDR {self.cidr} is exhausted")
+        return str(self.cidr.network_address + heapq.heappop(self.free))
+
+    def release(self, ip: str) -> None:
+        offset = int(ipaddress.ip_address(ip)) - int(self.cidr.network_address)
+        if 1 < offset < self.cidr.num_addresses - 1 and offset not in self.free:
+            heapq.heappush(self.free, offset)
+
+
+@dataclass
+class _Pod:
+    uid: str
+    node: str
+    ip: str
+    #: monotonic time the node first saw the pod
+    seen: float
+    started_at: str = ""
+    container_ids: dict[str, str] = field(default_factory=dict)
+    kill_at: float | None = None
+
+
+class SimulatedNodes:
+    """`count` simulated nodes named `<name_prefix><i>`. Build it before the factory starts (it registers
+    informer handlers), start the factory, then `await start()`; `await stop()` makes nodes fail."""
+
+    def __init__(self, client: Client, factory: InformerFactory, count: int, name_prefix: str = "kubeling-sim-",
+                 capacity: dict[str, Any] | None = None, ready_delay: float = 0.5,
+                 pod_cidr_base: str = "10.244.0.0/16", *, max_termination_seconds: float = 2.0,
+                 lease_renew_interval: float = 10.0, status_update_interval: float = 40.0, workers: int = 16,
+                 labels: dict[str, str] | None = None) -> None:
+        self.client = client
+        self.names = [f"{name_prefix}{i}" for i in range(count)]
+        self.capacity = {k: str(v) for k, v in (capacity or {"pods": 110, "cpu": "4", "memory": "16Gi"}).items()}
+        self.ready_delay = ready_delay
+        self.pod_cidr_base = ipaddress.ip_network(pod_cidr_base)
+        self.max_termination_seconds = max_termination_seconds
+        self.lease_renew_interval = lease_renew_interval
+        self.status_update_interval = status_update_interval
+        self.workers = workers
+        self.labels = labels or {}
+        self.pod_kind = _kind("", "v1", "pods")
+        self.node_kind = _kind("", "v1", "nodes")
+        self.lease_kind = _kind("coordination.k8s.io", "v1", "leases")
+        self.pods = factory.informer(self.pod_kind)
+        self.pods.add_index(NODE_NAME_INDEX, node_name_index)
+        self.nodes = factory.informer(self.node_kind)
+        self._nodes: dict[str, _Node] = {}
+        self._records: dict[str, _Pod] = {}
+        self._queue = WorkQueue("simulated-nodes")
+        self._status_due = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.pods.add_handlers(self._pod_event, lambda old, new: self._pod_event(new), self._pod_event)
+        self.nodes.add_handlers(on_update=self._node_updated)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Register the nodes and their leases, then keep them alive and run their pods."""
+        await asyncio.gather(self.nodes.wait_synced(), self.pods.wait_synced())
+        version = str((await self.client.request("GET", "/version")).get("gitVersion", ""))
+        self._assign_cidrs()
+        await asyncio.gather(*(self._register(n, version) for n in self._nodes.values()))
+        await self._renew_leases()
+        self._tasks = [
+            asyncio.create_task(self._lease_loop(), name="simulated-nodes-leases"),
+            asyncio.create_task(self._status_loop(), name="simulated-nodes-status"),
+            asyncio.create_task(run_workers(self._queue, self._sync_pod, self.workers, "simulated-nodes"),
+                                name="simulated-nodes-pods"),
+        ]
+        for name in self._nodes:
+            for pod in self.pods.by_index(NODE_NAME_INDEX, name):
+                self._queue.add(object_key(pod))
+
+    async def stop(self, names: Iterable[str] | None = None) -> None:
+        """Node failure: the named nodes (all by default) stop renewing leases, posting status and
+        tending their pods. Their Node objects stay; stopping them all ends the background work."""
+        for name in self.names if names is None else names:
+            self._nodes[name].live = False
+        if not any(n.live for n in self._nodes.values()):
+            tasks, self._tasks = self._tasks, []
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ registration
+
+    def _assign_cidrs(self) -> None:
+        """Reuse the pod CIDR of a node registered before; give new nodes the lowest /24s of the base
+        that no node holds. A node's InternalIP is the TEST-NET address numbered like its /24."""
+        if self.pod_cidr_base.prefixlen > 24:
+            raise ValueError(f"pod CIDR base {self.pod_cidr_base} is smaller than a /24")
+        subnets = list(self.pod_cidr_base.subnets(new_prefix=24))
+        existing = {n["metadata"]["name"]: n for n in self.nodes.list()}
+        used = {(n.get("spec") or {}).get("podCIDR") for n in existing.values()}
+        free = (s for s in subnets if str(s) not in used)
+        for name in self.names:
+            held = ((existing.get(name) or {}).get("spec") or {}).get("podCIDR")
+            cidr = ipaddress.ip_network(held) if held else next(free, None)
+            if not isinstance(cidr, ipaddress.IPv4Network) or cidr not in subnets:
+                raise RuntimeError(f"no /24 of {self.pod_cidr_base} for node {name} (it holds {held})")
+            self._nodes[name] = _Node(name, cidr, _test_net_address(subnets.index(cidr)))
+
+    def _node_object(self, node: _Node, version: str) -> Obj:
+        arch = _GO_ARCH.get(platform.machine().lower(), platform.machine().lower())
+        machine = uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.name}.kubeling-sim")
+        return {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {
+                "name": node.name,
+                "labels": {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
+                           "kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
+                           "beta.kubernetes.io/arch": arch, **self.labels},
+                "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+            },
+            "spec": {"podCIDR": str(node.cidr), "podCIDRs": [str(node.cidr)]},
+            "status": {
+                "capacity": dict(self.capacity),
+                "allocatable": dict(self.capacity),
+                "conditions": self._conditions([]),
+                "addresses": [{"type": "InternalIP", "address": node.host_ip},
+                              {"type": "Hostname", "address": node.name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+                "nodeInfo": {
+                    "machineID": machine.hex, "systemUUID": str(machine), "bootID": str(uuid.uuid4()),
+                    "kernelVersion": platform.release(), "osImage": "kubeling simulated node",
+                    "containerRuntimeVersion": RUNTIME_VERSION, "kubeletVersion": version,
+                    "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": arch,
+                },
+            },
+        }
+
+    async def _register(self, node: _Node, version: str) -> None:
+        body = self._node_object(node, version)
+        try:
+            created = await self.client.create(self.node_kind, body)
+        except APIError as e:
+            if e.code != 409:
+                raise
+            # Registered by an earlier run: take it over, as a restarted kubelet does.
+            current = await self.client.get(self.node_kind, node.name)
+            body["status"]["conditions"] = self._conditions((current.get("status") or {}).get("conditions") or [])
+            await self.client.patch(self.node_kind, node.name, {
+                "metadata": {"labels": body["metadata"]["labels"], "annotations": body["metadata"]["annotations"]},
+                "spec": body["spec"]})
+            created = await self.client.patch(self.node_kind, node.name, {"status": body["status"]},
+                                              subresource="status")
+        node.uid = created["metadata"]["uid"]
+
+    @staticmethod
+    def _conditions(previous: list[Obj]) -> list[Obj]:
+        """The healthy conditions with a fresh heartbeat, keeping transition times that still hold."""
+        now = now_rfc3339()
+        before = {c.get("type"): c for c in previous}
+        out = []
+        for ctype, status, reason, message in HEALTHY_CONDITIONS:
+            old = before.get(ctype)
+            since = old.get("lastTransitionTime") if old and old.get("status") == status else None
+            out.append({"type": ctype, "status": status, "lastHeartbeatTime": now,
+                        "lastTransitionTime": since or now, "reason": reason, "message": message})
+        return out
+
+    # ------------------------------------------------------------------ leases and heartbeats
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_renew_interval)
+            await self._renew_leases()
+
+    async def _renew_leases(self) -> None:
+        slots = asyncio.Semaphore(self.workers)
+
+        async def renew(node: _Node) -> None:
+            async with slots:
+                try:
+                    await self._renew_lease(node)
+                except (APIError, ConnectionError) as e:
+                    log.warning("simulated node %s: lease renewal failed: %s", node.name, e)
+
+        await asyncio.gather(*(renew(n) for n in self._nodes.values() if n.live))
+
+    async def _renew_lease(self, node: _Node) -> None:
+        spec = {"holderIdentity": node.name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()}
+        if node.lease is not None:
+            try:
+                node.lease = await self.client.update(self.lease_kind, {**node.lease, "spec": {**node.lease["spec"],
+                                                                                               **spec}})
+                return
+            except APIError as e:
+                if e.code not in (404, 409):
+                    raise
+        try:
+            current = await self.client.get(self.lease_kind, node.name, NODE_LEASE_NAMESPACE)
+        except APIError as e:
+            if e.code != 404:
+                raise
+            node.lease = await self.client.create(self.lease_kind, {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": node.name, "namespace": NODE_LEASE_NAMESPACE,
+                             "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node.name,
+                                                  "uid": node.uid}]},
+                "spec": spec,
+            })
+            return
+        node.lease = await self.client.update(self.lease_kind, {**current, "spec": {**current.get("spec", {}), **spec}})
+
+    def _node_updated(self, old: Obj, new: Obj) -> None:
+        node = self._nodes.get(new["metadata"]["name"])
+        if node is None or not node.live:
+            return
+        conditions = {c.get("type"): c.get("status") for c in (new.get("status") or {}).get("conditions") or []}
+        if any(conditions.get(ctype) != status for ctype, status, _, _ in HEALTHY_CONDITIONS):
+            self._status_due.set()  # someone (the node lifecycle controller) overwrote our conditions
+
+    async def _status_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._status_due.wait(), timeout=self.status_update_interval)
+            except TimeoutError:
+                pass
+            self._status_due.clear()
+            await asyncio.gather(*(self._post_status(n) for n in self._nodes.values() if n.live))
+
+    async def _post_status(self, node: _Node) -> None:
+        current = self.nodes.get(node.name) or {}
+        conditions = self._conditions((current.get("status") or {}).get("conditions") or [])
+        try:
+            await self.client.patch(self.node_kind, node.name, {"status": {"conditions": conditions}},
+                                    subresource="status")
+        except (APIError, ConnectionError) as e:
+            log.warning("simulated node %s: status update failed: %s", node.name, e)
+
+    # ------------------------------------------------------------------ pods
+
+    def _pod_event(self, pod: Obj) -> None:
+        node = self._nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+        key = object_key(pod)
+        if (node is not None and node.live) or key in self._records:
+            self._queue.add(key)
+
+    def _release(self, key: str) -> None:
+        rec = self._records.pop(key, None)
+        if rec is not None and rec.ip:
+            node = self._nodes.get(rec.node)
+            if node is not None:
+                node.release(rec.ip)
+
+    async def _sync_pod(self, key: str) -> None:
+        pod = self.pods.get(key)
+        rec = self._records.get(key)
+        if rec is not None and (pod is None or pod["metadata"].get("uid") != rec.uid):
+            self._release(key)
+            rec = None
+        if pod is None:
+            return
+        node = self._nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+        if node is None or not node.live:
+            return
+        if rec is None:
+            rec = self._admit(pod, node)
+        status = pod.get("status") or {}
+        if pod["metadata"].get("deletionTimestamp"):
+            await self._terminate(key, pod, node, rec)
+            return
+        if status.get("phase") in ("Succeeded", "Failed"):
+            return
+        now = time.monotonic()
+        running = now >= rec.seen + self.ready_delay
+        await self._write_status(pod, self._status(pod, node, rec, running))
+        if not running:
+            self._queue.add_after(key, rec.seen + self.ready_delay - now)
+
+    def _admit(self, pod: Obj, node: _Node) -> _Pod:
+        """A pod new to the node: its IP (the one it already shows if the node restarted)."""
+        spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
+        ip = "" if spec.get("hostNetwork") else node.allocate(status.get("podIP", ""))
+        rec = _Pod(uid=pod["metadata"].get("uid", ""), node=node.name, ip=ip, seen=time.monotonic())
+        if status.get("phase") == "Running":
+            rec.seen -= self.ready_delay  # it was running before the restart: no second ContainerCreating
+        for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+            if cs.get("containerID"):
+                rec.container_ids[cs["name"]] = cs["containerID"]
+            running = (cs.get("state") or {}).get("running") or {}
+            rec.started_at = rec.started_at or running.get("startedAt", "")
+        self._records[object_key(pod)] = rec
+        return rec
+
+    def _container_id(self, rec: _Pod, name: str) -> str:
+        cid = rec.container_ids.get(name)
+        if cid is None:
+            cid = rec.container_ids[name] = f"{RUNTIME_VERSION.split(':')[0]}://{secrets.token_hex(32)}"
+        return cid
+
+    def _status(self, pod: Obj, node: _Node, rec: _Pod, running: bool, terminated: bool = False) -> Obj:
+        spec = pod.get("spec") or {}
+        init = spec.get("initContainers") or []
+        containers = spec.get("containers") or []
+        pod_ips = [node.host_ip] if spec.get("hostNetwork") else [rec.ip]
+        if not running:
+            reason = "PodInitializing" if init else "ContainerCreating"
+            return podstatus.generate_pod_status(
+                pod, init_statuses=[podstatus.waiting_status(c, reason) for c in init],
+                statuses=[podstatus.waiting_status(c, reason) for c in containers], sandbox_ready=True,
+                host_ip=node.host_ip, pod_ips=pod_ips)
+        now = now_rfc3339()
+        rec.started_at = rec.started_at or now
+
+        def ran(c: Obj, *, finished: bool, ready: bool) -> Obj:
+            image = normalize_image(c.get("image", ""))
+            shown = {**c, "image": image}
+            cid, image_id = self._container_id(rec, c["name"]), fake_image_id(image)
+            if finished:
+                return podstatus.terminated_status(shown, exit_code=0, started_at=rec.started_at, finished_at=now,
+                                                   container_id=cid, image_id=image_id, ready=ready)
+            return podstatus.running_status(shown, started_at=rec.started_at, container_id=cid, image_id=image_id,
+                                            ready=True)
+
+        init_statuses = [ran(c, finished=terminated or not podstatus.is_restartable_init_container(c),
+                             ready=not terminated) for c in init]
+        statuses = [ran(c, finished=terminated, ready=False) for c in containers]
+        return podstatus.generate_pod_status(pod, init_statuses=init_statuses, statuses=statuses,
+                                             sandbox_ready=not terminated, host_ip=node.host_ip, pod_ips=pod_ips,
+                                             terminal=terminated, now=now)
+
+    async def _write_status(self, pod: Obj, status: Obj) -> None:
+        if podstatus.status_equal(pod.get("status"), status):
+            return
+        # A PUT with the cached resourceVersion: a conflict re-queues the key and the
+        # status is computed again from the newer pod.
+        await self.client.update(self.pod_kind, {**pod, "status": status}, subresource="status")
+
+    async def _terminate(self, key: str, pod: Obj, node: _Node, rec: _Pod) -> None:
+        """The kubelet's graceful stop: containers exit after the grace period (capped here), the
+        final status is written, and the pod is deleted for good."""
+        now = time.monotonic()
+        if rec.kill_at is None:
+            meta = pod["metadata"]
+            grace = meta.get("deletionGracePeriodSeconds")
+            if grace is None:
+                grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            rec.kill_at = now + min(float(grace), self.max_termination_seconds)
+        if now < rec.kill_at:
+            self._queue.add_after(key, rec.kill_at - now)
+            return
+        if rec.started_at:
+            await self._write_status(pod, self._status(pod, node, rec, running=True, terminated=True))
+        try:
+            await self.client.delete(self.pod_kind, pod["metadata"]["name"], pod["metadata"].get("namespace"),
+                                     grace_period_seconds=0, uid=rec.uid)
+        except APIError as e:
+            if e.code not in (404, 409):
+                raise

@@ -1,0 +1,200 @@
+"""The namespace controller (emptying namespaces being deleted, with the real
+kubectl waiting for `delete namespace`) and the ServiceAccount controller
+(a `default` ServiceAccount in every active namespace), against a real API
+server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from kubeling.api.errors import APIError
+from kubeling.api.registry import Kind, lookup
+from kubeling.client.events import EventRecorder
+from kubeling.client.informer import InformerFactory
+from kubeling.client.rest import Client
+from kubeling.controllers.garbagecollector import GarbageCollector
+from kubeling.controllers.namespace import NamespaceController
+from kubeling.controllers.serviceaccount import ServiceAccountsController
+from kubeling.testing import Cluster
+
+pytestmark = pytest.mark.integration
+
+Obj = dict[str, Any]
+
+
+def _kind(group: str, plural: str) -> Kind:
+    k = lookup(group, "v1", plural)
+    assert k is not None
+    return k
+
+
+NAMESPACES = _kind("", "namespaces")
+PODS = _kind("", "pods")
+CONFIGMAPS = _kind("", "configmaps")
+SECRETS = _kind("", "secrets")
+SERVICES = _kind("", "services")
+SERVICE_ACCOUNTS = _kind("", "serviceaccounts")
+DEPLOYMENTS = _kind("apps", "deployments")
+LEASES = _kind("coordination.k8s.io", "leases")
+
+POD_SPEC = {"containers": [{"name": "c", "image": "registry.local/app:1"}]}
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            result = await check()
+            if result:
+                return result
+            last: BaseException = AssertionError(f"still {result!r}")
+        except (AssertionError, APIError) as e:
+            last = e
+        if asyncio.get_running_loop().time() > deadline:
+            raise last
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def client(cluster: Cluster) -> AsyncIterator[Client]:
+    """The namespace, ServiceAccount and garbage collector controllers running."""
+    c = await Client.from_kubeconfig(cluster.kubeconfig)
+    factory = InformerFactory(c)
+    recorders: list[EventRecorder] = []
+
+    def recorder(component: str) -> EventRecorder:
+        recorders.append(EventRecorder(c, component))
+        return recorders[-1]
+
+    controllers = [NamespaceController(c, factory, recorder, deletion_grace_seconds=0.2),
+                   ServiceAccountsController(c, factory, recorder), GarbageCollector(c, factory, recorder)]
+    await factory.start()
+    tasks = [asyncio.create_task(ctl.run(2)) for ctl in controllers]
+    try:
+        yield c
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for r in recorders:
+            await r.flush()
+        await factory.stop()
+        await c.close()
+
+
+async def new_namespace(client: Client) -> str:
+    name = f"ns-{uuid.uuid4().hex[:8]}"
+    await client.create(NAMESPACES, {"metadata": {"name": name}})
+    return name
+
+
+async def absent(client: Client, k: Kind, name: str, namespace: str | None = None) -> bool:
+    try:
+        await client.get(k, name, namespace)
+    except APIError as e:
+        if e.code == 404:
+            return True
+        raise
+    return False
+
+
+def conditions(ns: Obj) -> dict[str, tuple[str, str, str]]:
+    return {c["type"]: (c["status"], c["reason"], c["message"]) for c in ns["status"].get("conditions", [])}
+
+
+async def test_kubectl_delete_namespace_with_content(client: Client, kubectl: Any) -> None:
+    ns = await new_namespace(client)
+    await client.create(CONFIGMAPS, {"metadata": {"name": "cfg", "namespace": ns}, "data": {"a": "b"}})
+    await client.create(SECRETS, {"metadata": {"name": "s", "namespace": ns}})
+    await client.create(SERVICES, {"metadata": {"name": "web", "namespace": ns},
+                                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    await client.create(PODS, {"metadata": {"name": "p", "namespace": ns}, "spec": POD_SPEC})
+    await client.create(LEASES, {"metadata": {"name": "l", "namespace": ns}, "spec": {}})
+    await client.create(DEPLOYMENTS, {"metadata": {"name": "d", "namespace": ns}, "spec": {
+        "selector": {"matchLabels": {"app": "d"}},
+        "template": {"metadata": {"labels": {"app": "d"}}, "spec": POD_SPEC}}})
+    await eventually(lambda: client.get(SERVICE_ACCOUNTS, "default", ns))
+
+    out = await asyncio.to_thread(kubectl, "delete", "namespace", ns, timeout=30)
+    assert f'namespace "{ns}" deleted' in out
+    # kubectl waited for the namespace to be gone, content first
+    assert await absent(client, NAMESPACES, ns)
+    for k in (CONFIGMAPS, SECRETS, SERVICES, PODS, LEASES, DEPLOYMENTS, SERVICE_ACCOUNTS):
+        assert (await client.list(k, ns))["items"] == [], k.plural
+
+
+async def test_namespace_waits_for_terminating_pods_and_finalizers(client: Client) -> None:
+    ns = await new_namespace(client)
+    # bound to a node: deletion is graceful and lasts until the node agent confirms it
+    await client.create(PODS, {"metadata": {"name": "slow", "namespace": ns},
+                               "spec": {**POD_SPEC, "nodeName": "node-z"}})
+    await client.create(CONFIGMAPS, {"metadata": {"name": "held", "namespace": ns,
+                                                  "finalizers": ["example.com/hold"]}})
+    await client.delete(NAMESPACES, ns)
+
+    async def reported() -> Obj:
+        obj = await client.get(NAMESPACES, ns)
+        got = conditions(obj)
+        assert got.get("NamespaceContentRemaining") == (
+            "True", "SomeResourcesRemain",
+            "Some resources are remaining: configmaps. has 1 resource instances, pods. has 1 resource instances"), got
+        return obj
+
+    obj = await eventually(reported)
+    got = conditions(obj)
+    assert obj["status"]["phase"] == "Terminating"
+    assert obj["spec"]["finalizers"] == ["kubernetes"]
+    assert got["NamespaceFinalizersRemaining"] == (
+        "True", "SomeFinalizersRemain",
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances")
+    assert got["NamespaceDeletionDiscoveryFailure"] == ("False", "ResourcesDiscovered",
+                                                        "All resources successfully discovered")
+    assert got["NamespaceDeletionGroupVersionParsingFailure"] == ("False", "ParsedGroupVersions",
+                                                                  "All legacy kube types successfully parsed")
+    assert got["NamespaceDeletionContentFailure"] == (
+        "False", "ContentDeleted", "All content successfully deleted, may be waiting on finalization")
+    pod = await client.get(PODS, "slow", ns)
+    assert pod["metadata"]["deletionTimestamp"]
+
+    # the node agent finishes the pod; the finalizer's owner lets go
+    await client.delete(PODS, "slow", ns, grace_period_seconds=0)
+
+    async def only_finalizer_left() -> bool:
+        got = conditions(await client.get(NAMESPACES, ns))
+        assert got["NamespaceContentRemaining"][2] == \
+            "Some resources are remaining: configmaps. has 1 resource instances", got
+        return True
+
+    await eventually(only_finalizer_left)
+    await client.patch(CONFIGMAPS, "held", {"metadata": {"finalizers": None}}, ns)
+    await eventually(lambda: absent(client, NAMESPACES, ns))
+
+
+async def test_default_service_account(client: Client) -> None:
+    ns = await new_namespace(client)
+    sa = await eventually(lambda: client.get(SERVICE_ACCOUNTS, "default", ns))
+    await client.delete(SERVICE_ACCOUNTS, "default", ns)
+
+    async def recreated() -> bool:
+        again = await client.get(SERVICE_ACCOUNTS, "default", ns)
+        return again["metadata"]["uid"] != sa["metadata"]["uid"]
+
+    await eventually(recreated)
+    # every namespace has one, the system ones included
+    for system in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        await eventually(lambda: client.get(SERVICE_ACCOUNTS, "default", system))
+
+    # a terminating namespace gets none back
+    await client.create(CONFIGMAPS, {"metadata": {"name": "held", "namespace": ns,
+                                                  "finalizers": ["example.com/hold"]}})
+    await client.delete(NAMESPACES, ns)
+    await eventually(lambda: absent(client, SERVICE_ACCOUNTS, "default", ns))
+    await asyncio.sleep(0.5)
+    assert await absent(client, SERVICE_ACCOUNTS, "default", ns)
+    await client.patch(CONFIGMAPS, "held", {"metadata": {"finalizers": None}}, ns)
+    await eventually(lambda: absent(client, NAMESPACES, ns))
