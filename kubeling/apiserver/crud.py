@@ -118,7 +118,9 @@ class Objects:
             if new == cur:
                 return cur, False
             self.admission.prepare_update(kind, new, cur)
-            errs = kind.validate(new, cur) if kind.validate else []
+            # A binding is the one write allowed to set spec.nodeName, with the
+            # PodScheduled condition in the same write (upstream's BindingREST).
+            errs = kind.validate(new, cur) if kind.validate and subresource != "binding" else []
             if subresource == "status" and kind.validate_status:
                 errs += kind.validate_status(new, cur)
             if errs:
@@ -177,7 +179,7 @@ class Objects:
                 raise errors.invalid_object(kind.kind, kind.group, cmeta["name"], [errors.forbidden(
                     "metadata.finalizers", "no new finalizers can be added if the object is being deleted, "
                     f"found new finalizers []string{{{', '.join(repr(f) for f in sorted(added))}}}")])
-        if kind.has_status:
+        if kind.has_status and subresource != "binding":
             if "status" in cur:
                 new["status"] = cur["status"]
             else:

@@ -389,18 +389,13 @@ class ResourceHandlers:
                 raise errors.conflict("pods", "", info.name,
                                       f'pod {info.name} is already assigned to node "{spec["nodeName"]}"')
             spec["nodeName"] = node
-            return pod
-
-        await self.crud.update(kind, info.namespace, info.name, mutate)
-
-        def scheduled(pod: Obj) -> Obj:
             conds = pod.setdefault("status", {}).setdefault("conditions", [])
             conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                           "lastTransitionTime": now_rfc3339()})
             return pod
 
-        await self.crud.update(kind, info.namespace, info.name, scheduled, subresource="status")
+        await self.crud.update(kind, info.namespace, info.name, mutate, subresource="binding")
         return json_response(success_status(code=201), 201)
 
     async def evict(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.StreamResponse:

@@ -16,12 +16,11 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
 from conftest import Kubectl, kubectl_versions, make_kubectl
 
 #: the versions every behaviour is proven on
@@ -176,7 +175,7 @@ class LineReader:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "LineReader":
+    def __enter__(self) -> LineReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

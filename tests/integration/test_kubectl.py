@@ -10,13 +10,11 @@ explain in test_kubectl_describe.py.
 from __future__ import annotations
 
 import json
-import ssl
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-
 from kubectl_helpers import (
     ANSI,
     LineReader,
@@ -297,7 +295,7 @@ def test_api_resources(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     t = parse_table(k("api-resources"))
     assert t.header == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
-    for name, row in API_RESOURCES.items():
+    for row in API_RESOURCES.values():
         assert row in t.rows, f"{row} not in api-resources:\n{t.rows}"
     # api-resources sorts by API group, then by name (the core group "" first).
     core = [r[0] for r in t.rows if r[2] == "v1"]

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from kubectl_helpers import at_least, kubectl_for, main_versions, new_namespace
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
-
-from kubectl_helpers import fails, in_service_cidr, kubectl_for, main_versions, new_namespace, parse_table
+from kubectl_helpers import (
+    at_least,
+    fails,
+    in_service_cidr,
+    kubectl_for,
+    main_versions,
+    new_namespace,
+    parse_table,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +87,23 @@ spec:
 # ---------------------------------------------------------------- create generators
 
 
+def _create(k, *args: str) -> str:
+    """Run a `kubectl create <generator>` and check the body it sent: protobuf
+    from 1.32 on, JSON before (the request's Content-Type is the first one
+    kubectl logs at -v=8). Returns stdout."""
+    p = k.run(*args, "-v=8")
+    sent = re.search(r"Content-Type: (\S+)", p.stderr)
+    assert sent, p.stderr
+    want = "application/vnd.kubernetes.protobuf" if at_least(k.version, 32) else "application/json"
+    assert sent.group(1) == want
+    return p.stdout
+
+
 @main_versions
 def test_create_deployment(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "mkdeploy")
-    assert k("-n", ns, "create", "deployment", "web", "--image=ethos93/go-httpd", "--replicas=3") == \
+    assert _create(k, "-n", ns, "create", "deployment", "web", "--image=ethos93/go-httpd", "--replicas=3") == \
         "deployment.apps/web created\n"
     d = _get(k, ns, "deployment", "web")
     assert d["spec"]["replicas"] == 3
@@ -103,14 +123,16 @@ def test_create_deployment(version, cluster, tmp_path):
 def test_create_service_clusterip_and_nodeport(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "mksvc")
-    assert k("-n", ns, "create", "service", "clusterip", "web", "--tcp=8080:8080") == "service/web created\n"
+    assert _create(k, "-n", ns, "create", "service", "clusterip", "web", "--tcp=8080:8080") == \
+        "service/web created\n"
     s = _get(k, ns, "service", "web")
     assert s["spec"]["type"] == "ClusterIP"
     assert s["spec"]["selector"] == {"app": "web"}
     assert s["spec"]["ports"] == [{"name": "8080-8080", "port": 8080, "protocol": "TCP", "targetPort": 8080}]
     assert in_service_cidr(s["spec"]["clusterIP"]) and s["spec"]["clusterIPs"] == [s["spec"]["clusterIP"]]
 
-    assert k("-n", ns, "create", "service", "nodeport", "web-np", "--tcp=80:8080") == "service/web-np created\n"
+    assert _create(k, "-n", ns, "create", "service", "nodeport", "web-np", "--tcp=80:8080") == \
+        "service/web-np created\n"
     s = _get(k, ns, "service", "web-np")
     assert s["spec"]["type"] == "NodePort"
     [p] = s["spec"]["ports"]
@@ -132,18 +154,19 @@ def test_create_service_clusterip_and_nodeport(version, cluster, tmp_path):
 @main_versions
 def test_create_namespace_configmap_secret(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
-    ns = new_namespace(k, "mkmisc")
+    ns = f"mkmisc-{k.version.replace('.', '')}"
+    assert _create(k, "create", "namespace", ns) == f"namespace/{ns} created\n"
     n = json.loads(k("get", "namespace", ns, "-o", "json"))
     assert n["status"]["phase"] == "Active"
     assert n["metadata"]["labels"] == {"kubernetes.io/metadata.name": ns}
     assert n["spec"]["finalizers"] == ["kubernetes"]
 
-    assert k("-n", ns, "create", "configmap", "settings", "--from-literal=color=blue",
-             "--from-literal=size=large") == "configmap/settings created\n"
+    assert _create(k, "-n", ns, "create", "configmap", "settings", "--from-literal=color=blue",
+                   "--from-literal=size=large") == "configmap/settings created\n"
     assert _get(k, ns, "configmap", "settings")["data"] == {"color": "blue", "size": "large"}
 
-    assert k("-n", ns, "create", "secret", "generic", "creds", "--from-literal=user=admin",
-             "--from-literal=password=s3cr=t") == "secret/creds created\n"
+    assert _create(k, "-n", ns, "create", "secret", "generic", "creds", "--from-literal=user=admin",
+                   "--from-literal=password=s3cr=t") == "secret/creds created\n"
     s = _get(k, ns, "secret", "creds")
     assert s["type"] == "Opaque"
     assert s["data"] == {"user": base64.b64encode(b"admin").decode(),
@@ -374,9 +397,9 @@ def test_delete_waits_until_gone(version, cluster, tmp_path):
         'Error from server (NotFound): configmaps "gone" not found',
     ]
     assert fails(k, "-n", ns, "delete", "-f", f).splitlines() == [
-        'Error from server (NotFound): error when deleting "%s": deployments.apps "gone" not found' % f,
-        'Error from server (NotFound): error when deleting "%s": services "gone" not found' % f,
-        'Error from server (NotFound): error when deleting "%s": configmaps "gone" not found' % f,
+        f'Error from server (NotFound): error when deleting "{f}": deployments.apps "gone" not found',
+        f'Error from server (NotFound): error when deleting "{f}": services "gone" not found',
+        f'Error from server (NotFound): error when deleting "{f}": configmaps "gone" not found',
     ]
 
     k("-n", ns, "create", "deployment", "web", "--image=ethos93/go-httpd")

@@ -840,8 +840,10 @@ POD_SPEC = _s("PodSpec", [
 
 # The workload kinds (Deployment, ReplicaSet...) embed this; Pod-only defaults live on POD.
 POD_TEMPLATE_SPEC = _s("PodTemplateSpec", [
-    Field("metadata", OBJECT_META, 1, "Standard object's metadata."),
-    Field("spec", POD_SPEC, 2, "Specification of the desired behavior of the pod."),
+    Field("metadata", OBJECT_META, 1, "Standard object's metadata. More info: "
+          "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"),
+    Field("spec", POD_SPEC, 2, "Specification of the desired behavior of the pod. More info: "
+          "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#spec-and-status"),
 ], "PodTemplateSpec describes the data a pod should have when created from a template")
 
 # ---------------------------------------------------------------- status
@@ -993,8 +995,13 @@ POD_STATUS = _s("PodStatus", [
 
 POD = top_level(f"{V1}.Pod", [
     # Go always writes these two (struct values, not pointers)
-    Field("spec", POD_SPEC, 2, "Specification of the desired behavior of the pod.", default=dict),
-    Field("status", POD_STATUS, 3, "Most recently observed status of the pod.", default=dict),
+    Field("spec", POD_SPEC, 2, "Specification of the desired behavior of the pod. More info: "
+          "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#spec-and-status",
+          default=dict),
+    Field("status", POD_STATUS, 3, "Most recently observed status of the pod. This data may not be up to date. "
+          "Populated by the system. Read-only. More info: "
+          "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#spec-and-status",
+          default=dict),
 ], doc="Pod is a collection of containers that can run on a host. This resource is created by clients and "
        "scheduled onto hosts.")
 
