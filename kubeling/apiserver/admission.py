@@ -19,8 +19,10 @@ IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 class Admission:
-    def __init__(self, objects: ObjectStore, services: ServiceAllocator, namespace_kind: Kind) -> None:
+    def __init__(self, objects: ObjectStore, services: ServiceAllocator, namespace_kind: Kind,
+                 toleration_seconds: int = 300) -> None:
         self.objects = objects
+        self.toleration_seconds = toleration_seconds
         self.services = services
         self.namespace_kind = namespace_kind
 
@@ -50,7 +52,7 @@ class Admission:
             if not spec.get("serviceAccountName"):
                 spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
             spec["serviceAccount"] = spec["serviceAccountName"]
-            default_toleration_seconds(obj)
+            default_toleration_seconds(obj, self.toleration_seconds)
 
     def allocate_create(self, kind: Kind, obj: Obj) -> Allocation | None:
         if kind.group == "" and kind.kind == "Service":

@@ -34,6 +34,8 @@ class Config:
     node_port_range: tuple[int, int] = (30000, 32767)
     #: host:port clients reach the server at (discovery's serverAddressByClientCIDRs)
     advertise: str = "127.0.0.1:6443"
+    #: tolerationSeconds the admission gives pods for the not-ready and unreachable taints
+    default_toleration_seconds: int = 300
     tokens: dict[str, TokenUser] = field(default_factory=dict)
 
 
@@ -45,7 +47,7 @@ class APIServer:
         self.services = ServiceAllocator(config.service_cidr, config.node_port_range)
         ns_kind = lookup("", "v1", "namespaces")
         assert ns_kind is not None
-        self.admission = Admission(self.objects, self.services, ns_kind)
+        self.admission = Admission(self.objects, self.services, ns_kind, config.default_toleration_seconds)
         self.crud = Objects(self.objects, self.admission)
         self.resources = ResourceHandlers(self.objects, self.crud)
         self.ready = False

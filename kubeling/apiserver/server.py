@@ -28,6 +28,7 @@ class ServerOptions:
     service_cidr: str = "10.96.0.0/12"
     node_port_range: tuple[int, int] = (30000, 32767)
     tls: bool = True
+    default_toleration_seconds: int = 300
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -77,7 +78,8 @@ async def start_server(opts: ServerOptions) -> RunningServer:
         url = f"{scheme}://{hostport}:{opts.port}"
         kubeconfig = write_admin_kubeconfig(opts.data_dir, pki, url)
         config = Config(service_cidr=opts.service_cidr, node_port_range=opts.node_port_range,
-                        advertise=f"{adv}:{opts.port}", tokens=load_tokens(pki))
+                        advertise=f"{adv}:{opts.port}", tokens=load_tokens(pki),
+                        default_toleration_seconds=opts.default_toleration_seconds)
         api = APIServer(store, config)
         await bootstrap(api, adv, opts.port)
         ctx = None

@@ -25,13 +25,28 @@ def _server(args: argparse.Namespace) -> None:
         host, port = parse_listen(args.listen)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    opts = ServerOptions(data_dir=Path(args.data_dir), host=host, port=port, service_cidr=args.service_cidr)
+    opts = ServerOptions(data_dir=Path(args.data_dir), host=host, port=port, service_cidr=args.service_cidr,
+                         default_toleration_seconds=args.default_toleration_seconds)
     try:
         asyncio.run(serve_forever(opts))
     except OSError as e:
         if e.errno == 98:
             raise CLIError(f"cannot listen on {args.listen}: address already in use") from None
         raise CLIError(f"cannot start the API server: {e.strerror or e}") from None
+
+
+def _up(args: argparse.Namespace) -> None:
+    from .up import UpError, UpOptions, up
+
+    if args.simulated_nodes < 0:
+        raise CLIError("--simulated-nodes must be 0 or more")
+    opts = UpOptions(data_dir=Path(args.data_dir), listen=args.listen, simulated_nodes=args.simulated_nodes,
+                     node_monitor_grace_period=args.node_monitor_grace_period,
+                     default_toleration_seconds=args.default_toleration_seconds)
+    try:
+        asyncio.run(up(opts))
+    except UpError as e:
+        raise CLIError(str(e)) from None
 
 
 def _kubeconfig(args: argparse.Namespace) -> None:
@@ -56,7 +71,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="state, certificates and kubeconfig")
     s.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT to serve HTTPS on")
     s.add_argument("--service-cidr", default="10.96.0.0/12", help="range of Service cluster IPs")
+    s.add_argument("--default-toleration-seconds", type=int, default=300,
+                   help="how long pods tolerate the not-ready and unreachable taints")
     s.set_defaults(func=_server)
+
+    u = sub.add_parser("up", help="start a cluster: API server, controllers, scheduler and nodes")
+    u.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="state, certificates and kubeconfig")
+    u.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT for the API server")
+    u.add_argument("--simulated-nodes", type=int, default=0, metavar="N",
+                   help="register N simulated nodes that play the pod lifecycle without running anything")
+    u.add_argument("--node-monitor-grace-period", type=float, default=40.0, metavar="SECONDS",
+                   help="how long a node may miss lease renewals before it is marked NotReady")
+    u.add_argument("--default-toleration-seconds", type=int, default=300,
+                   help="how long pods tolerate the not-ready and unreachable taints")
+    u.set_defaults(func=_up)
 
     k = sub.add_parser("kubeconfig", help="print the admin kubeconfig")
     k.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))

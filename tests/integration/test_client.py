@@ -179,8 +179,6 @@ async def test_subresources(client: Client, namespace: str) -> None:
     assert e.value.code == 404
 
 
-@pytest.mark.xfail(reason="server bug: pods/binding runs pod update validation, which forbids setting "
-                          "spec.nodeName (apiserver/handlers.py ResourceHandlers.bind)")
 async def test_binding(client: Client, namespace: str) -> None:
     await client.create(PODS, pod("p", namespace))
     await client.create_subresource(PODS, "p", namespace, "binding", {

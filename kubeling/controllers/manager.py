@@ -1,0 +1,97 @@
+"""The controller manager: one client, one informer factory, every
+controller, the scheduler and (optionally) simulated nodes, in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..client.events import EventRecorder
+from ..client.informer import InformerFactory
+from ..client.rest import Client
+from ..node.simulated import SimulatedNodes
+from ..scheduler.scheduler import Scheduler
+from .deployment import DeploymentController
+from .endpoints import EndpointsController
+from .endpointslice import EndpointSliceController
+from .garbagecollector import GarbageCollector
+from .namespace import NamespaceController
+from .nodelifecycle import NodeLifecycleController
+from .replicaset import ReplicaSetController
+from .serviceaccount import ServiceAccountsController
+
+log = logging.getLogger("kubeling.controllers")
+
+
+@dataclass
+class ManagerOptions:
+    workers: int = 5
+    node_monitor_grace_period: float = 40.0
+    simulated_nodes: int = 0
+    simulated_ready_delay: float = 0.5
+
+
+class ControllerManager:
+    def __init__(self, client: Client, options: ManagerOptions) -> None:
+        self.client = client
+        self.options = options
+        self.factory = InformerFactory(client)
+        host = socket.gethostname()
+
+        def recorder(component: str) -> EventRecorder:
+            return EventRecorder(client, component, host)
+
+        f = self.factory
+        self.controllers: list[Any] = [
+            ReplicaSetController(client, f, recorder),
+            DeploymentController(client, f, recorder),
+            EndpointsController(client, f, recorder),
+            EndpointSliceController(client, f, recorder),
+            GarbageCollector(client, f, recorder),
+            NamespaceController(client, f, recorder),
+            ServiceAccountsController(client, f, recorder),
+            NodeLifecycleController(client, f, recorder,
+                                    node_monitor_grace_period=options.node_monitor_grace_period),
+        ]
+        self.scheduler = Scheduler(client, f, recorder)
+        self.nodes = (SimulatedNodes(client, f, options.simulated_nodes, ready_delay=options.simulated_ready_delay)
+                      if options.simulated_nodes else None)
+
+    async def start(self) -> list[asyncio.Task[None]]:
+        """Start informers and every loop; returns the tasks (cancel them to stop)."""
+        await self.factory.start()
+        tasks = [asyncio.create_task(c.run(self.options.workers), name=type(c).__name__) for c in self.controllers]
+        tasks.append(asyncio.create_task(self.scheduler.run(), name="Scheduler"))
+        if self.nodes is not None:
+            await self.factory.wait_synced()
+            await self.nodes.start()
+        return tasks
+
+    async def stop(self, tasks: list[asyncio.Task[None]]) -> None:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.nodes is not None:
+            await self.nodes.stop()
+        await self.factory.stop()
+
+
+async def run_manager(kubeconfig: Path, options: ManagerOptions, started: asyncio.Event | None = None) -> None:
+    client = await Client.from_kubeconfig(kubeconfig, user_agent="kubeling-controller-manager")
+    manager = ControllerManager(client, options)
+    tasks = await manager.start()
+    if started is not None:
+        started.set()
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            if t.exception() is not None:
+                log.error("%s stopped: %r", t.get_name(), t.exception())
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        await manager.stop(tasks)
+        await client.close()
