@@ -9,9 +9,9 @@ cd "$(dirname "$0")"
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-# System packages the node side needs (runc, nftables, ...) are added here as
-# the node agent, proxy and DNS land.
-packages=(python3 python3-venv ca-certificates)
+# runc, nftables, iproute2: the node; busybox-static and docker-registry: the
+# test images and their registry; dnsutils (dig) and curl: the system tests.
+packages=(python3 python3-venv ca-certificates runc nftables iproute2 busybox-static docker-registry dnsutils curl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,7 +7,9 @@
             subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "pods"])
 
 Each cluster is a separate `kubeling` process on a free loopback port with its
-own data dir, stopped (and waited for) when the block ends.
+own data dir, stopped (and waited for) when the block ends. With
+`simulated_nodes=N` it also runs the controllers, the scheduler and N
+simulated nodes, so Deployments get Running pods.
 """
 
 from __future__ import annotations
@@ -84,20 +86,37 @@ def _wait_ready(cluster: Cluster, timeout: float) -> None:
     raise TimeoutError(f"kubeling not ready after {timeout}s:\n{cluster.log.read_text()}")
 
 
+def _wait_nodes(cluster: Cluster, count: int, timeout: float) -> None:
+    """`kubeling up` prints this line once its nodes are Ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "Cluster ready" in cluster.log.read_text(errors="replace"):
+            return
+        if cluster.process.poll() is not None:
+            raise RuntimeError(f"kubeling exited with {cluster.process.returncode}:\n{cluster.log.read_text()}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{count} nodes not ready after {timeout}s:\n{cluster.log.read_text()}")
+
+
 def start_cluster(data_dir: Path, port: int | None = None, extra_args: list[str] | None = None,
-                  timeout: float = 30.0) -> Cluster:
+                  timeout: float = 30.0, simulated_nodes: int | None = None) -> Cluster:
+    """Start `kubeling server`, or with `simulated_nodes` the whole control
+    plane (`kubeling up`: controllers, scheduler and that many simulated nodes)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = data_dir / "kubeling.log"
+    command = ["server"] if simulated_nodes is None else ["up", "--simulated-nodes", str(simulated_nodes)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kubeling", "server", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "kubeling", *command, "--data-dir", str(data_dir),
              "--listen", f"127.0.0.1:{port}", *(extra_args or [])],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     cluster = Cluster(data_dir, port, proc, log)
     try:
         _wait_ready(cluster, timeout)
+        if simulated_nodes:
+            _wait_nodes(cluster, simulated_nodes, timeout)
     except BaseException:
         cluster.kill(signal.SIGKILL)
         raise
