@@ -94,10 +94,13 @@ CONDITION = Struct(f"{META}.Condition", [
 ], doc="Condition contains details for one aspect of the current state of this API Resource.")
 
 API_VERSION_DOC = ("APIVersion defines the versioned schema of this representation of an object. Servers should "
-                   "convert recognized schemas to the latest internal value, and may reject unrecognized values.")
+                   "convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: "
+                   "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources")
 KIND_DOC = ("Kind is a string value representing the REST resource this object represents. Servers may infer "
-            "this from the endpoint the client submits requests to. Cannot be updated. In CamelCase.")
-METADATA_DOC = "Standard object's metadata."
+            "this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: "
+            "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds")
+METADATA_DOC = ("Standard object's metadata. More info: "
+                "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata")
 
 
 def top_level(name: str, fields: list[Field], doc: str = "") -> Struct:

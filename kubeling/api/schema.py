@@ -217,13 +217,14 @@ MICROTIME = Special(
 QUANTITY = Special(
     "io.k8s.apimachinery.pkg.api.resource.Quantity",
     "quantity",
-    {"type": "string", "description": "Quantity is a fixed-point representation of a number."},
+    {"oneOf": [{"type": "string"}, {"type": "number"}],
+     "description": "Quantity is a fixed-point representation of a number."},
     go="Quantity",
 )
 INT_OR_STRING = Special(
     "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
     "intorstring",
-    {"type": "string", "format": "int-or-string",
+    {"format": "int-or-string", "oneOf": [{"type": "integer"}, {"type": "string"}],
      "description": "IntOrString is a type that can hold an int32 or a string."},
     go="IntOrString",
 )

@@ -36,7 +36,22 @@ def _arch() -> str:
 
 
 def _kinds(group: str, version: str) -> list[Kind]:
-    return [k for k in all_kinds() if k.group == group and k.version == version]
+    # kube-apiserver's installer sorts a group-version's resources by name
+    return sorted((k for k in all_kinds() if k.group == group and k.version == version), key=lambda k: k.plural)
+
+
+# kube-aggregator's default group priorities (higher first); unknown groups go last by name
+_GROUP_PRIORITY = {"apiregistration.k8s.io": 18000, "apps": 17800, "events.k8s.io": 17750,
+                   "authentication.k8s.io": 17700, "authorization.k8s.io": 17600, "autoscaling": 17500,
+                   "batch": 17400, "certificates.k8s.io": 17300, "networking.k8s.io": 17200, "policy": 17100,
+                   "rbac.authorization.k8s.io": 17000, "storage.k8s.io": 16800, "admissionregistration.k8s.io": 16700,
+                   "apiextensions.k8s.io": 16700, "scheduling.k8s.io": 16600, "coordination.k8s.io": 16500,
+                   "node.k8s.io": 16300, "discovery.k8s.io": 16200, "resource.k8s.io": 16100,
+                   "flowcontrol.apiserver.k8s.io": 16100}
+
+
+def _groups() -> list[tuple[str, list[str]]]:
+    return sorted(group_versions().items(), key=lambda gv: (-_GROUP_PRIORITY.get(gv[0], 0), gv[0]))
 
 
 def _storage_hash(k: Kind) -> str:
@@ -58,7 +73,7 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
             r["categories"] = list(k.categories)
         r["storageVersionHash"] = _storage_hash(k)
         resources.append(r)
-        for s in k.subresources:
+        for s in sorted(k.subresources, key=lambda s: s.name):
             sub: dict[str, Any] = {"name": f"{k.plural}/{s.name}", "singularName": "", "namespaced": k.namespaced,
                                    "kind": s.kind or k.kind, "verbs": list(s.verbs)}
             if s.group is not None:
@@ -80,7 +95,7 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
 
 
 def api_group_list() -> dict[str, Any]:
-    groups = [_group(g, vs) for g, vs in group_versions().items() if g]
+    groups = [_group(g, vs) for g, vs in _groups() if g]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
@@ -110,14 +125,14 @@ def _aggregated_resource(k: Kind) -> dict[str, Any]:
                              "version": k.version if s.version is None else s.version,
                              "kind": s.kind or k.kind},
             "verbs": list(s.verbs),
-        } for s in k.subresources]
+        } for s in sorted(k.subresources, key=lambda s: s.name)]
     return r
 
 
 def aggregated(legacy: bool, version: str) -> dict[str, Any]:
     """APIGroupDiscoveryList for /api (legacy=True, the core group) or /apis."""
     items = []
-    for g, vs in group_versions().items():
+    for g, vs in _groups():
         if bool(g) == legacy:
             continue
         items.append({

@@ -5,7 +5,7 @@ BucketRateLimiter both wrap golang.org/x/time/rate the same way)."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class TokenBucket:

@@ -14,10 +14,12 @@ in event order, so they see the cache already updated and must stay cheap
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..api.errors import APIError
 from ..api.registry import Kind
@@ -58,6 +60,8 @@ def _call(fn: Callable[..., None], *args: Obj) -> None:
 
 
 class Informer:
+    # (Annotations say builtins.list: in this class body, `list` is the method.)
+
     #: server-side watch timeout, picked at random in this range so that the
     #: informers of many processes do not all re-watch at the same moment
     watch_timeout: tuple[float, float] = (300.0, 600.0)
@@ -110,10 +114,10 @@ class Informer:
     def get(self, key: str) -> Obj | None:
         return self._items.get(key)
 
-    def list(self) -> list[Obj]:
+    def list(self) -> builtins.list[Obj]:
         return list(self._items.values())
 
-    def by_index(self, name: str, value: str) -> list[Obj]:
+    def by_index(self, name: str, value: str) -> builtins.list[Obj]:
         index = self._indices.get(name)
         if index is None:
             raise KeyError(f"informer for {self.kind.plural} has no index {name!r}")
@@ -153,7 +157,7 @@ class Informer:
 
     # ------------------------------------------------------------------ cache writes
 
-    def _index_values(self, name: str, fn: IndexFunc, obj: Obj) -> list[str]:
+    def _index_values(self, name: str, fn: IndexFunc, obj: Obj) -> builtins.list[str]:
         try:
             return fn(obj)
         except Exception:
@@ -206,7 +210,7 @@ class Informer:
             if h.on_delete is not None:
                 _call(h.on_delete, obj)
 
-    def _replace(self, items: list[Obj], rv: str) -> None:
+    def _replace(self, items: builtins.list[Obj], rv: str) -> None:
         """Make the cache exactly `items`: objects gone since the last list are
         deleted (handlers get their last known state, client-go's
         DeletedFinalStateUnknown without the wrapper), every listed object is

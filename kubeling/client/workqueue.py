@@ -25,7 +25,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from ..api.errors import APIError
 from .flowcontrol import TokenBucket

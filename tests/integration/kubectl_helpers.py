@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import pytest
 from conftest import Kubectl, kubectl_versions, make_kubectl
@@ -175,7 +176,7 @@ class LineReader:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> LineReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -328,8 +328,6 @@ def _apis_discovery_legacy(cluster, gv: str) -> list[str]:
         return [res["name"] for res in json.loads(r.read())["resources"]]
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: discovery order (kubeling/apiserver/discovery.py lists kinds in "
-                                       "registration order and groups apps, discovery, coordination)")
 def test_discovery_order(cluster):
     """kube-apiserver lists a group-version's resources sorted by name (and
     their subresources after them, sorted), and orders groups by priority:
@@ -581,9 +579,6 @@ def test_get_selectors(get_setup):
                    'field selector "foo=bar": field label not supported: foo\n')
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: discovery lists a group's resources in registration order "
-                                       "(replicasets before deployments); upstream sorts them by name, so "
-                                       "`get all` prints deployments before replicasets")
 def test_get_all(get_setup):
     k, ns = get_setup
     tables = parse_tables(k("-n", ns, "get", "all"))
@@ -636,7 +631,11 @@ def test_get_short_names(get_setup):
     assert k("get", "ns", ns, "-o", "name") == f"namespace/{ns}\n"
     t = parse_table(k("get", "ns", ns))
     assert t.header == ["NAME", "STATUS", "AGE"] and t.rows[0][:2] == [ns, "Active"]
-    assert k("-n", ns, "get", "po,svc,deploy,rs,cm,ep,ev,sa", "-l", "suite=get", "-o", "name").splitlines() == [
+    listed = k("-n", ns, "get", "po,svc,deploy,rs,cm,ep,ev,sa", "-l", "suite=get", "-o", "name").splitlines()
+    # an endpoints controller (when one runs) copies the Services' labels onto
+    # the Endpoints it makes for the two Services with a selector
+    listed = [n for n in listed if n not in ("endpoints/web", "endpoints/web-np")]
+    assert listed == [
         "pod/solo", "service/manual", "service/web", "service/web-np", "deployment.apps/web",
         "replicaset.apps/httpd-replicaset", "configmap/other", "configmap/settings", "endpoints/manual",
         "event/solo.1", "serviceaccount/builder"]
@@ -841,8 +840,6 @@ def test_error_unknown_field_strict_and_warn(version, cluster, tmp_path):
 
 
 @main_versions
-@pytest.mark.xfail(strict=True, reason="server bug: a strict unknown-field failure on PATCH is answered 400 with the "
-                                       "create wording; upstream answers 422 Invalid on field `patch`")
 def test_error_unknown_field_strict_on_apply_patch(version, cluster, tmp_path):
     """The second apply PATCHes `{"spec":{"bogusField":1}}` (the live object
     pruned it; last-applied kept it). Upstream's patch handler reports a

@@ -339,9 +339,6 @@ def test_explain_service_ports(version, cluster, tmp_path):
 
 
 @main_versions
-@pytest.mark.xfail(strict=True, reason="server bug: OpenAPI v3 gives IntOrString and Quantity a `type: string` "
-                                       "(kubeling/api/schema.py); upstream gives them oneOf and no type, so kubectl "
-                                       "prints <IntOrString> and <map[string]Quantity>")
 def test_explain_int_or_string_and_quantity(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     assert "  targetPort\t<IntOrString>" in k("explain", "service.spec.ports").split("\n")
@@ -426,8 +423,6 @@ FIELDS:
 
 
 @main_versions
-@pytest.mark.xfail(strict=True, reason="server gap: kubeling/api/meta.py API_VERSION_DOC, KIND_DOC and "
-                                       "METADATA_DOC lack upstream's 'More info: <link>' sentences")
 def test_explain_pods_docs_match_upstream(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     out = k("explain", "pods")

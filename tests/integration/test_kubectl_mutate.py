@@ -257,9 +257,6 @@ def test_scale_deployment(version, cluster, tmp_path):
 
 
 @main_versions
-@pytest.mark.xfail(strict=True, reason="server bug: a PUT without Content-Type is refused with 415 "
-                                       "(kubeling/apiserver/handlers.py uses aiohttp's request.content_type, "
-                                       "which defaults to application/octet-stream; upstream decodes it as JSON)")
 def test_scale_with_current_replicas_precondition(version, cluster, tmp_path):
     """With --current-replicas kubectl GETs the Scale and PUTs it back through
     client-go's scale client, which sends no Content-Type header."""

@@ -64,7 +64,7 @@ async def test_get_waits_for_add() -> None:
     q.add("x")
     q.add("y")
     await asyncio.sleep(0.01)
-    assert sorted(g.result() for g in getters if g.done()) == ["x", "y"]
+    assert sorted(str(g.result()) for g in getters if g.done()) == ["x", "y"]
     q.shut_down()
     assert [await g for g in getters if not g.done()] == [None]
 
@@ -141,18 +141,18 @@ def test_default_controller_rate_limiter() -> None:
 
 
 async def test_add_rate_limited_and_forget() -> None:
-    q = WorkQueue("t", ItemExponentialRateLimiter(0.02, 1.0))
-    q.add_rate_limited("a")  # 20 ms
+    q = WorkQueue("t", ItemExponentialRateLimiter(0.05, 1.0))
+    q.add_rate_limited("a")  # 50 ms
     assert len(q) == 0 and q.num_requeues("a") == 1
-    await asyncio.sleep(0.06)
+    await asyncio.sleep(0.15)
     assert len(q) == 1
     key = await q.get()
-    q.add_rate_limited("a")  # 40 ms
+    q.add_rate_limited("a")  # 100 ms
     q.done("a")
     assert key == "a" and q.num_requeues("a") == 2
     await asyncio.sleep(0.02)
     assert len(q) == 0
-    await asyncio.sleep(0.06)
+    await asyncio.sleep(0.2)
     assert len(q) == 1
     q.forget("a")
     assert q.num_requeues("a") == 0
