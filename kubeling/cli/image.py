@@ -8,9 +8,13 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .main import DEFAULT_DATA_DIR, CLIError
+
+if TYPE_CHECKING:
+    from ..node.images import ImageService
+    from ..node.images.distribution import RegistryConfig
 
 T = TypeVar("T")
 
@@ -43,25 +47,19 @@ def add_registry_arguments(p: argparse.ArgumentParser) -> None:
                    help="never contact a registry itself, only its configured mirrors")
 
 
-def registry_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from ..node.images.distribution import RegistryConfig
+def registry_config(args: argparse.Namespace) -> RegistryConfig:
+    """The registry configuration the flags of add_registry_arguments() describe."""
+    from ..node.images.distribution import load_registry_config
 
-    path = Path(args.registry_config) if args.registry_config else Path(args.data_dir) / "registries.yaml"
+    explicit = args.registry_config is not None
+    path = Path(args.registry_config) if explicit else Path(args.data_dir) / "registries.yaml"
     try:
-        if args.registry_config and not path.exists():
-            raise ValueError(f"--registry-config {path}: no such file")
-        file_cfg = RegistryConfig.load(path)
-        cfg = RegistryConfig(configs=file_cfg.configs, offline=file_cfg.offline or args.offline)
-        for flag in args.registry_mirror:
-            cfg.add_mirror_flag(flag)
+        return load_registry_config(path, args.registry_mirror, args.offline, must_exist=explicit)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    for name, urls in file_cfg.mirrors.items():
-        cfg.mirrors.setdefault(name, []).extend(u for u in urls if u not in cfg.mirrors[name])
-    return cfg
 
 
-def _run(args: argparse.Namespace, work: Callable[..., Awaitable[T]]) -> T:
+def _run(args: argparse.Namespace, work: Callable[[ImageService], Awaitable[T]]) -> T:
     from ..node.images import ImageError, ImageService
 
     async def main() -> T:
@@ -88,7 +86,7 @@ def _ls(args: argparse.Namespace) -> None:
 
 
 def _rm(args: argparse.Namespace) -> None:
-    async def work(service) -> list[str]:  # type: ignore[no-untyped-def]
+    async def work(service: ImageService) -> list[str]:
         removed: list[str] = []
         for ref in args.images:
             removed += await service.remove(ref)
@@ -108,7 +106,7 @@ def _pull(args: argparse.Namespace) -> None:
     print(f"Image is up to date for {image.id}")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `kubeling image …` on the top-level subcommands."""
     img = sub.add_parser("image", help="list, pull, load and remove the node's images")
     isub = img.add_subparsers(dest="image_command", metavar="COMMAND", required=True)

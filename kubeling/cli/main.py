@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
+from .image import add_parser as add_image_parser
 
 DEFAULT_DATA_DIR = Path("/var/lib/kubeling")
 
@@ -89,6 +90,8 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kubeconfig", help="print the admin kubeconfig")
     k.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     k.set_defaults(func=_kubeconfig)
+
+    add_image_parser(sub)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=_version)

@@ -17,7 +17,7 @@ last-change-trigger-time tracker.
 from __future__ import annotations
 
 import asyncio
-import copy
+import functools
 import logging
 import math
 from datetime import datetime, timezone
@@ -236,6 +236,13 @@ def set_trigger_time(annotations: dict[str, str], trigger: float | None) -> None
         annotations.pop(TRIGGER_TIME_ANNOTATION, None)
 
 
+@functools.lru_cache(maxsize=4096)
+def _timestamp(value: str) -> float | None:
+    """parse_time, remembered: a sync reads every pod's Ready transition time,
+    and pods share few distinct ones."""
+    return parse_time(value)
+
+
 class TriggerTimeTracker:
     """The time exported as endpoints.kubernetes.io/last-change-trigger-time:
     the earliest change (a pod's Ready transition, the Service's creation) not
@@ -253,14 +260,14 @@ class TriggerTimeTracker:
         pod_times: dict[str, float] = {}
         for pod in pods:
             ready = _ready_condition(pod)
-            t = parse_time(ready.get("lastTransitionTime")) if ready is not None else None
+            t = _timestamp(ready.get("lastTransitionTime") or "") if ready is not None else None
             if t is None:
                 continue
             name = pod["metadata"]["name"]
             pod_times[name] = t
             if t > last_pods.get(name, 0.0) and (earliest is None or t < earliest):
                 earliest = t
-        created = parse_time(svc["metadata"].get("creationTimestamp")) or 0.0
+        created = _timestamp(svc["metadata"].get("creationTimestamp") or "") or 0.0
         if created > last_svc and (earliest is None or created < earliest):
             earliest = created
         self._states[key] = (created, pod_times)
@@ -479,11 +486,13 @@ class EndpointsController:
         if current is not None:
             cur_labels = {k: v for k, v in (current["metadata"].get("labels") or {}).items() if k != HEADLESS_LABEL}
             cur_truncated = OVER_CAPACITY_ANNOTATION in (current["metadata"].get("annotations") or {})
-            if (_without_target_rv(current.get("subsets") or []) == subsets and cur_labels == svc_labels
+            cur_subsets = current.get("subsets") or []
+            if ((cur_subsets == subsets or _without_target_rv(cur_subsets) == subsets) and cur_labels == svc_labels
                     and cur_truncated == truncated):
                 return
 
-        new: Obj = copy.deepcopy(current) if current is not None else {
+        # subsets, labels and annotations are replaced: a shallow copy leaves the cache intact
+        new: Obj = {**current, "metadata": dict(current["metadata"])} if current is not None else {
             "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns}}
         if subsets:
             new["subsets"] = subsets

@@ -39,7 +39,7 @@ class Upstream:
     port: int = 53
 
     @classmethod
-    def parse(cls, text: str) -> "Upstream":
+    def parse(cls, text: str) -> Upstream:
         """"1.2.3.4", "1.2.3.4:5353", "::1", "[::1]:5353"."""
         text = text.strip()
         host, port = text, 53
@@ -114,8 +114,8 @@ class Forwarder:
         upstream, all failed or timed out, or too many queries are in flight."""
         if not self.upstreams or self._inflight >= self.max_concurrent:
             return None
-        query = dns.message.make_query(qname, qtype, qclass, use_edns=0, payload=UPSTREAM_PAYLOAD,
-                                       want_dnssec=dnssec_ok)
+        query = dns.message.make_query(qname, qtype, qclass, use_edns=0,  # type: ignore[arg-type]
+                                       payload=UPSTREAM_PAYLOAD, want_dnssec=dnssec_ok)
         self._inflight += 1
         try:
             for upstream in self.upstreams:

@@ -13,6 +13,7 @@ time, and handles errors. Templates are dropped whenever the records change.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 
 import dns.flags
@@ -28,7 +29,17 @@ from dns.rdtypes.ANY.CNAME import CNAME
 from .forward import Forwarder
 from .metrics import Metrics
 from .records import RR, ClientPod, RecordIndex, Resolution
-from .wire import MAX_MESSAGE, OPT, OPT_DO, Template, cache_key, error_response, question_wire, render, udp_limit
+from .wire import (
+    MAX_MESSAGE,
+    OPT,
+    OPT_DO,
+    Template,
+    cache_key,
+    error_response,
+    question_wire,
+    render,
+    udp_limit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +47,8 @@ log = logging.getLogger(__name__)
 SLOW = object()
 #: rendered answers kept; names are unbounded (pod names, misses), so past this the cache starts over
 CACHE_SIZE = 100_000
+#: an OPT record's fixed part: root name, type, UDP payload size, extended rcode, version, flags, data length
+_OPT_RR = struct.Struct("!BHHxBHH")
 _NOT_ANSWERED = (dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.MAILA, dns.rdatatype.MAILB)
 
 
@@ -82,10 +95,13 @@ class Handler:
             if n != qend:
                 return SLOW
             opt, limit = b"", 512
-        elif (ar == 1 and n >= qend + 11 and data[qend] == 0 and data[qend + 1] == 0 and data[qend + 2] == 41
-              and data[qend + 6] == 0 and qend + 11 + int.from_bytes(data[qend + 9:qend + 11], "big") == n):
-            opt = OPT_DO if data[qend + 7] & 0x80 else OPT
-            limit = udp_limit(int.from_bytes(data[qend + 3:qend + 5], "big"))
+        elif ar == 1 and n >= qend + 11:
+            # an OPT record of EDNS version 0, nothing after it
+            root, rdtype, payload, version, flags, rdlen = _OPT_RR.unpack_from(data, qend)
+            if root or rdtype != 41 or version or qend + 11 + rdlen != n:
+                return SLOW
+            opt = OPT_DO if flags & 0x8000 else OPT
+            limit = udp_limit(payload)
         else:
             return SLOW
         if t.autopath_ns is not None and self.autopath:
@@ -109,7 +125,10 @@ class Handler:
         if out is None:
             m.dropped += 1
             return None
-        if len(out) >= 4:
+        if source == "badvers":
+            m.badvers += 1
+            source = "local"
+        else:
             m.rcodes[out[3] & 0xF] += 1
         m.duration[source].observe(time.perf_counter() - start)
         return out
@@ -119,7 +138,7 @@ class Handler:
             query = dns.message.from_wire(data)
         except dns.message.ShortHeader:
             return None, "local"
-        except Exception:  # whatever the bytes, the server answers FORMERR and carries on
+        except Exception:  # noqa: BLE001 - whatever the bytes, the server answers FORMERR and carries on
             return error_response(data, dns.rcode.FORMERR), "local"
         if query.flags & dns.flags.QR:
             return None, "local"
@@ -127,8 +146,7 @@ class Handler:
             # RFC 6891: we speak EDNS version 0 only
             response = dns.message.make_response(query)
             response.set_rcode(dns.rcode.BADVERS)
-            self.metrics.badvers += 1
-            return response.to_wire(), "local"
+            return response.to_wire(), "badvers"
         if query.opcode() != dns.opcode.QUERY:
             return self._error(query, dns.rcode.NOTIMP), "local"
         if len(query.question) != 1:
@@ -151,7 +169,7 @@ class Handler:
     @staticmethod
     def _error(query: dns.message.Message, rcode: int) -> bytes:
         response = dns.message.make_response(query)
-        response.set_rcode(rcode)
+        response.set_rcode(rcode)  # type: ignore[arg-type]
         return response.to_wire()
 
     async def template(self, qname: dns.name.Name, qtype: int, qclass: int = dns.rdataclass.IN,

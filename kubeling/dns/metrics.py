@@ -13,7 +13,7 @@ BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.1
 
 
 class Histogram:
-    __slots__ = ("counts", "total", "count")
+    __slots__ = ("count", "counts", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
@@ -56,7 +56,8 @@ class Metrics:
         family("coredns_dns_responses_total", "counter", "Counter of response status codes.")
         for code, n in enumerate(self.rcodes):
             if n:
-                out.append(f'coredns_dns_responses_total{{rcode="{dns.rcode.to_text(code)}"}} {n}')
+                rcode = dns.rcode.to_text(code)  # type: ignore[arg-type]
+                out.append(f'coredns_dns_responses_total{{rcode="{rcode}"}} {n}')
         if self.badvers:
             out.append(f'coredns_dns_responses_total{{rcode="BADVERS"}} {self.badvers}')
         family("kubeling_dns_dropped_total", "counter", "Queries that got no response.")

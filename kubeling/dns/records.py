@@ -20,8 +20,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import dns.exception
 import dns.name
@@ -52,6 +53,7 @@ IN = dns.rdataclass.IN
 DNS_SCHEMA_VERSION = "1.1.0"
 #: CoreDNS's TTL for dns-version.<zone>
 DNS_VERSION_TTL = 28800
+TOLERATE_UNREADY = "service.alpha.kubernetes.io/tolerate-unready-endpoints"
 #: the Service whose cluster IPs are the zone's name server, ns.dns.<zone>
 KUBE_DNS = ("kube-system", "kube-dns")
 #: longest CNAME chain followed inside the zone
@@ -112,9 +114,10 @@ class _Endpoint:
     ports: tuple[tuple[str, str, int], ...]
 
 
-def _ready_endpoints(slices: Iterable[Obj]) -> list[_Endpoint]:
+def _ready_endpoints(slices: Iterable[Obj], tolerate_unready: bool) -> list[_Endpoint]:
     """Endpoints ready to receive traffic (a missing `ready` condition means
-    ready, as the API documents); FQDN slices carry no addresses for DNS."""
+    ready, as the API documents), or all of them for a Service that publishes
+    unready ones; FQDN slices carry no addresses for DNS."""
     out: list[_Endpoint] = []
     for s in slices:
         if s.get("addressType") not in ("IPv4", "IPv6"):
@@ -122,7 +125,7 @@ def _ready_endpoints(slices: Iterable[Obj]) -> list[_Endpoint]:
         ports = tuple((p.get("name") or "", (p.get("protocol") or "TCP").lower(), int(p["port"]))
                       for p in s.get("ports") or () if p.get("port") is not None)
         for ep in s.get("endpoints") or ():
-            if (ep.get("conditions") or {}).get("ready") is False:
+            if not tolerate_unready and (ep.get("conditions") or {}).get("ready") is False:
                 continue
             hostname = ep.get("hostname") or ""
             for ip in ep.get("addresses") or ():
@@ -291,47 +294,49 @@ class RecordIndex:
 
     def _service_records(self, namespace: str, name: str, svc: Obj, slices: Iterable[Obj]) -> list[tuple[Name, Rdata]]:
         out: list[tuple[Name, Rdata]] = []
-
-        def add(owner: Callable[[], Name], rd: Callable[[], Rdata]) -> None:
-            # A name too long for DNS (a long hostname under a long service name)
-            # gets no record, as it could never be asked for.
-            try:
-                out.append((owner(), rd()))
-            except (dns.exception.DNSException, ValueError) as e:
-                log.debug("no DNS record for %s/%s: %s", namespace, name, e)
-
         base = self._name(name, namespace, "svc")
         spec = svc.get("spec") or {}
         if spec.get("type") == "ExternalName":
-            ext = spec.get("externalName") or ""
-            if ext:
-                add(lambda: base, lambda: CNAME(IN, dns.rdatatype.CNAME, dns.name.from_text(ext)))
+            try:
+                out.append((base, CNAME(IN, dns.rdatatype.CNAME, dns.name.from_text(spec.get("externalName") or ""))))
+            except dns.exception.DNSException as e:
+                log.debug("no CNAME for service %s/%s: %s", namespace, name, e)
             return out
-        ips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP") or ""]) if ip and ip != "None"]
         headless = spec.get("clusterIP") == "None"
-        endpoints = _ready_endpoints(slices)
         if not headless:
-            for ip in ips:
-                add(lambda: base, lambda: _address(ip))
-                add(lambda: dns.reversename.from_address(ip), lambda: PTR(IN, dns.rdatatype.PTR, base))
+            for ip in spec.get("clusterIPs") or [spec.get("clusterIP") or ""]:
+                if not _valid_ip(ip):
+                    continue
+                address = _address(ip)
+                out.append((base, address))
+                out.append((dns.reversename.from_address(ip), PTR(IN, dns.rdatatype.PTR, base)))
                 if (namespace, name) == KUBE_DNS:
-                    add(lambda: self._ns_dns, lambda: _address(ip))
+                    out.append((self._ns_dns, address))
             for p in spec.get("ports") or ():
                 srv = SRV(IN, dns.rdatatype.SRV, 0, 100, int(p["port"]), base)
-                add(lambda: base, lambda: srv)
+                out.append((base, srv))
                 if p.get("name"):
-                    add(lambda: self._port_name(p["name"], p.get("protocol") or "TCP", base), lambda: srv)
-        for ep in endpoints:
-            target = dns.name.Name((ep.label.lower().encode(),)).concatenate(base)
-            add(lambda: target, lambda: _address(ep.ip))
-            add(lambda: dns.reversename.from_address(ep.ip), lambda: PTR(IN, dns.rdatatype.PTR, target))
+                    out.append((self._port_name(p["name"], p.get("protocol") or "TCP", base), srv))
+        # the specification's "ready": also every endpoint of a Service with the
+        # tolerate-unready annotation (publishNotReadyAddresses, its successor, too)
+        tolerate = (spec.get("publishNotReadyAddresses") is True
+                    or ((svc.get("metadata") or {}).get("annotations") or {}).get(TOLERATE_UNREADY) == "true")
+        for ep in _ready_endpoints(slices, tolerate):
+            try:
+                target = dns.name.Name((ep.label.lower().encode(),)).concatenate(base)
+            except dns.exception.DNSException as e:  # a name too long for DNS cannot be asked for
+                log.debug("no name for endpoint %s of service %s/%s: %s", ep.ip, namespace, name, e)
+                continue
+            address = _address(ep.ip)
+            out.append((target, address))
+            out.append((dns.reversename.from_address(ep.ip), PTR(IN, dns.rdatatype.PTR, target)))
             if headless:
-                add(lambda: base, lambda: _address(ep.ip))
+                out.append((base, address))
                 for pname, proto, port in ep.ports:
                     srv = SRV(IN, dns.rdatatype.SRV, 0, 100, port, target)
-                    add(lambda: base, lambda: srv)
+                    out.append((base, srv))
                     if pname:
-                        add(lambda: self._port_name(pname, proto, base), lambda: srv)
+                        out.append((self._port_name(pname, proto, base), srv))
         return out
 
     @staticmethod
@@ -369,7 +374,7 @@ class RecordIndex:
         existing namespace: CoreDNS's `pods insecure` answers any valid IP."""
         if len(name) != len(self.zone) + 3 or not name.is_subdomain(self.zone):
             return None
-        label, namespace, kind = name.labels[:3]
+        label, _, kind = name.labels[:3]
         if kind.lower() != b"pod" or name.parent() not in self._exists:
             return None
         try:

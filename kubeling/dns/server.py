@@ -18,14 +18,15 @@ import errno
 import ipaddress
 import logging
 import socket
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import dns.name
 from aiohttp import web
 
 from ..api.registry import Kind, lookup
-from ..client.informer import InformerFactory, object_key
+from ..client.informer import Informer, InformerFactory, object_key
 from ..client.rest import Client
 from .forward import DEFAULT_TIMEOUT, Forwarder, Upstream, read_resolv_conf
 from .handler import SLOW, Handler
@@ -116,7 +117,7 @@ class DNSServer:
             lambda o: self.index.set_namespace(o["metadata"]["name"], True),
             lambda old, new: self.index.set_namespace(new["metadata"]["name"], True),
             lambda o: self.index.set_namespace(o["metadata"]["name"], False))
-        self._pods = None
+        self._pods: Informer | None = None
         if autopath:
             self._pods = factory.informer(PODS)
             self._pods.add_handlers(
@@ -181,7 +182,7 @@ class DNSServer:
         log.info("cluster DNS for %s on %s:%d, forwarding to %s", self.index.zone, host, self.port,
                  ", ".join(map(str, self.forwarder.upstreams)) or "nobody")
 
-    def _informers(self) -> list[Any]:
+    def _informers(self) -> list[Informer]:
         return [i for i in (self._services, self._slices, self._namespaces, self._pods) if i is not None]
 
     async def stop(self) -> None:

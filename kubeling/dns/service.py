@@ -53,12 +53,20 @@ async def ensure_kube_dns_service(client: Client, cluster_ip: str = DEFAULT_CLUS
     services = lookup("", "v1", "services")
     assert services is not None
     want = kube_dns_service(cluster_ip)
+    # Look before creating: creating it again would fail on the cluster IP
+    # (422 "provided IP is already allocated", as kube-apiserver answers),
+    # before the name is even checked.
     try:
-        return await client.create(services, want)
+        current = await client.get(services, NAME, NAMESPACE)
     except APIError as e:
-        if e.code != 409:
+        if e.code != 404:
             raise
-    current = await client.get(services, NAME, NAMESPACE)
+        try:
+            return await client.create(services, want)
+        except APIError as e:
+            if e.code != 409:
+                raise KubeDNSError(f"cannot create service {NAMESPACE}/{NAME}: {e.message}") from None
+        current = await client.get(services, NAME, NAMESPACE)
     spec = current.get("spec") or {}
     if spec.get("clusterIP") != cluster_ip:
         raise KubeDNSError(f"service {NAMESPACE}/{NAME} has cluster IP {spec.get('clusterIP')}, "

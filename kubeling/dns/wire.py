@@ -63,10 +63,11 @@ def cache_key(qname: dns.name.Name, qtype: int, qclass: int) -> bytes:
 class Template:
     """A rendered answer, completed per query by `respond`."""
 
-    __slots__ = ("rcode", "authoritative", "body", "counts", "ends", "autopath_ns", "_f1", "_f2", "_size", "_turn")
+    __slots__ = ("_f1", "_f2", "_size", "_turn", "additional_at", "authoritative", "autopath_ns", "body", "counts",
+                 "ends", "rcode")
 
     def __init__(self, rcode: int, authoritative: bool, body: bytes, counts: tuple[int, int, int],
-                 ends: list[int], rotate_size: int = 0) -> None:
+                 ends: list[int], additional_at: int, rotate_size: int = 0) -> None:
         self.rcode = rcode
         self.authoritative = authoritative
         self.body = body
@@ -74,9 +75,11 @@ class Template:
         self.counts = counts
         #: where each answer record ends in `body`: truncation keeps whole records
         self.ends = ends
+        #: where the additional section starts in `body`
+        self.additional_at = additional_at
         #: the namespace label of a `<x>.<ns>.svc.<zone>` name answered NXDOMAIN,
         #: for which a pod of that namespace gets autopath instead
-        self.autopath_ns: bytes | None = None
+        self.autopath_ns: str | None = None
         self._f1 = _QR | (_AA if authoritative else 0)
         self._f2 = _RA | (rcode & 0xF)
         #: the size of each answer record when the answer may be rotated
@@ -90,17 +93,21 @@ class Template:
         if self._size:
             # Rotate address records on every answer, as CoreDNS's loadbalance
             # plugin does: clients that take the first address spread their load.
-            self._turn = (self._turn + 1) % self.counts[0]
             cut = self._turn * self._size
+            self._turn = (self._turn + 1) % self.counts[0]
             body = body[cut:] + body[:cut]
         an, ns, ar = self.counts
         flags = bytes((self._f1 | (qf1 & _RD), self._f2 | (qf2 & _CD)))
         out = b"".join((qid, flags, _COUNTS.pack(1, an, ns, ar + (1 if opt else 0)), question, body, opt))
         if len(out) <= limit:
             return out
+        room = limit - 12 - len(question) - len(opt)
+        if ar and self.additional_at <= room:
+            # Additional records are a courtesy: leaving them out needs no TC (RFC 2181 9).
+            return b"".join((qid, flags, _COUNTS.pack(1, an, ns, 1 if opt else 0), question,
+                             body[:self.additional_at], opt))
         # Too big for the client's UDP size: as many whole answer records as fit,
         # with TC set so that the client asks again over TCP.
-        room = limit - 12 - len(question) - len(opt)
         kept = 0
         for end in self.ends:
             if end > room:
@@ -119,14 +126,17 @@ def render(qname: dns.name.Name, qtype: int, qclass: int, rcode: int, answer: li
     r.add_question(qname, qtype, qclass)
     start = r.output.tell()
     ends: list[int] = []
+    additional_at = 0
     truncated = False
     try:
         for name, ttl, rd in answer:
             r.add_rrset(dns.renderer.ANSWER, dns.rrset.from_rdata(name, ttl, rd))
             ends.append(r.output.tell() - start)
-        for section, records in ((dns.renderer.AUTHORITY, authority or ()), (dns.renderer.ADDITIONAL, additional or ())):
-            for name, ttl, rd in records:
-                r.add_rrset(section, dns.rrset.from_rdata(name, ttl, rd))
+        for name, ttl, rd in authority or ():
+            r.add_rrset(dns.renderer.AUTHORITY, dns.rrset.from_rdata(name, ttl, rd))
+        additional_at = r.output.tell() - start
+        for name, ttl, rd in additional or ():
+            r.add_rrset(dns.renderer.ADDITIONAL, dns.rrset.from_rdata(name, ttl, rd))
     except dns.exception.TooBig:
         # More than a DNS message holds (thousands of endpoints): what fits, marked truncated.
         truncated = True
@@ -137,7 +147,7 @@ def render(qname: dns.name.Name, qtype: int, qclass: int, rcode: int, answer: li
             and all(name == qname and rd.rdtype == answer[0][2].rdtype for name, _, rd in answer)
             and answer[0][2].rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)):
         size = ends[0]
-    t = Template(rcode, authoritative, body, counts, ends, size)
+    t = Template(rcode, authoritative, body, counts, ends, additional_at or len(body), size)
     if truncated:
         t._f1 |= _TC
     return t

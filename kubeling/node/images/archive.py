@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +216,7 @@ def load_archive(store: ImageStore, path: Path, platform: oci.Platform) -> list[
             else:
                 raise ArchiveError(f"{path}: neither a docker-archive (manifest.json) nor an oci-archive "
                                    "(oci-layout, index.json)")
-        except (oci.FormatError, UnpackError, StoreError, KeyError, tarfile.TarError, shutil.Error) as e:
+        except (oci.FormatError, UnpackError, StoreError, KeyError, tarfile.TarError) as e:
             raise ArchiveError(f"{path}: {e}") from None
     if not loaded:
         raise ArchiveError(f"{path}: the archive names no image (no RepoTags, {oci.ANNOTATION_CONTAINERD_NAME} "

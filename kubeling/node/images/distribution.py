@@ -1,10 +1,10 @@
 """An OCI distribution (registry v2) client for pulls, with containerd's behaviour.
 
-Endpoints for a registry are its mirrors in order, then the registry itself
-unless the configuration is offline. A manifest is resolved with HEAD on each
-endpoint in turn (404 moves on to the next, like any other failure, and the
-first failure that is not a 404 is what the user sees); content is then fetched
-by digest and verified. Authentication follows the registry's 401 challenge:
+Endpoints for a registry are its mirrors in order, then the registry itself,
+unless the configuration is offline and the registry is not on this machine.
+A manifest is resolved with HEAD on each endpoint in turn (404 moves on to the
+next, like any other failure, and the first failure that is not a 404 is what
+the user sees); content is then fetched by digest and verified. Authentication follows the registry's 401 challenge:
 Bearer tokens from the realm it names (anonymous, or with Basic credentials),
 cached per realm, service, scope and user; or Basic directly. Redirects are
 followed here rather than by the HTTP library so that an Authorization header
@@ -19,7 +19,7 @@ Mirror and credential configuration is k3s's registries.yaml shape:
       registry.example.com:
         auth: {username: u, password: p}        # or auth: base64(u:p)
         tls: {insecure_skip_verify: true}
-    offline: true        # kubeling: never fall back to the upstream registries
+    offline: true        # kubeling: contact only mirrors and registries on this machine
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ import errno
 import fnmatch
 import hashlib
 import json
-import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,7 +46,6 @@ import yaml
 from . import oci
 from .reference import DEFAULT_DOMAIN, DOCKER_HUB_HOST, LEGACY_DEFAULT_DOMAIN, Reference
 
-log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 10
 _CHUNK = 1 << 20
@@ -146,6 +144,22 @@ class RegistryConfig:
         return self.configs.get(host) or HostConfig()
 
 
+def load_registry_config(path: Path, mirror_flags: Iterable[str] = (), offline: bool = False,
+                         must_exist: bool = False) -> RegistryConfig:
+    """A registries.yaml (absent is empty unless `must_exist`) plus `--registry-mirror`
+    flags, whose mirrors are tried before the file's."""
+    if must_exist and not path.exists():
+        raise ValueError(f"{path}: no such file")
+    from_file = RegistryConfig.load(path)
+    cfg = RegistryConfig(configs=from_file.configs, offline=from_file.offline or offline)
+    for flag in mirror_flags:
+        cfg.add_mirror_flag(flag)
+    for name, urls in from_file.mirrors.items():
+        have = cfg.mirrors.setdefault(name, [])
+        have.extend(u for u in urls if u not in have)
+    return cfg
+
+
 def _check_endpoint(url: str, source: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -179,14 +193,14 @@ class Endpoint:
 
 def endpoints(config: RegistryConfig, ref: Reference, pull_credentials: Credentials | None) -> list[Endpoint]:
     """Mirrors in order, then the registry itself (plain HTTP for loopback hosts,
-    as containerd defaults), unless offline."""
+    as containerd defaults); offline, only mirrors and registries on this machine."""
     out: list[Endpoint] = []
     for url in config.mirrors.get(ref.domain) or config.mirrors.get("*") or []:
         parts = urlsplit(url)
         hc = config.host_config(parts.netloc)
         out.append(Endpoint(parts.scheme, parts.netloc, parts.path if parts.path not in ("", "/") else "/v2",
                             ref.domain, not hc.insecure_skip_verify, hc.credentials))
-    if not config.offline:
+    if not config.offline or is_localhost(ref.host):
         host = ref.host
         hc = config.host_config(ref.domain) if ref.domain in config.configs else config.host_config(host)
         out.append(Endpoint("http" if is_localhost(host) else "https", host, "/v2", None,
@@ -201,7 +215,7 @@ def _dockercfg_key_matches(key: str, ref: Reference) -> bool:
         key = key.split("://", 1)[1]
     host, _, path = key.partition("/")
     if host in (LEGACY_DEFAULT_DOMAIN, DOCKER_HUB_HOST):
-        host, path = DEFAULT_DOMAIN, "" if path.startswith("v1") or path.startswith("v2") else path
+        host, path = DEFAULT_DOMAIN, "" if path.startswith(("v1", "v2")) else path
     want_host = ref.domain
     host_labels, want_labels = host.split("."), want_host.split(".")
     if len(host_labels) != len(want_labels):
@@ -261,6 +275,10 @@ def _go_method(method: str) -> str:
     return method.capitalize()
 
 
+#: OpenSSL verify codes for a chain that ends in no trusted root (18-21)
+_UNKNOWN_AUTHORITY = {18, 19, 20, 21}
+
+
 def _request_error(method: str, url: str, e: BaseException) -> DistributionError:
     """Connection failures in Go's net/http wording, as containerd reports them."""
     parts = urlsplit(url)
@@ -268,7 +286,11 @@ def _request_error(method: str, url: str, e: BaseException) -> DistributionError
     target = f"{parts.hostname}:{port}"
     os_error = getattr(e, "os_error", None)
     if isinstance(e, aiohttp.ClientConnectorCertificateError):
-        detail = f"tls: failed to verify certificate: {e.certificate_error}"
+        cert_error = e.certificate_error
+        code = getattr(cert_error, "verify_code", 0)
+        reason = ("certificate signed by unknown authority" if code in _UNKNOWN_AUTHORITY
+                  else getattr(cert_error, "verify_message", "") or str(cert_error))
+        detail = f"tls: failed to verify certificate: x509: {reason}"
     elif isinstance(e, aiohttp.ClientConnectorSSLError):
         detail = f"tls: {e.os_error}"
     elif isinstance(os_error, OSError) and os_error.errno == errno.ECONNREFUSED:
@@ -277,7 +299,7 @@ def _request_error(method: str, url: str, e: BaseException) -> DistributionError
         detail = f"dial tcp: lookup {parts.hostname}: no such host"
     elif isinstance(os_error, OSError):
         detail = f"dial tcp {target}: connect: {(os_error.strerror or str(os_error)).lower()}"
-    elif isinstance(e, asyncio.TimeoutError):
+    elif isinstance(e, TimeoutError):
         detail = f"dial tcp {target}: i/o timeout"
     else:
         detail = str(e) or type(e).__name__
@@ -320,7 +342,7 @@ class RegistryClient:
         headers = {"Authorization": creds.basic()} if creds else {}
         what = "oauth" if creds else "anonymous"
         try:
-            async with self._session.get(url, headers=headers, ssl=None if ep.verify_tls else False,
+            async with self._session.get(url, headers=headers, ssl=ep.verify_tls,
                                          allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise DistributionError(f"failed to fetch {what} token: "
@@ -366,8 +388,8 @@ class RegistryClient:
                 h["Authorization"] = auth
             try:
                 resp = await self._session.request(method, current, headers=h, allow_redirects=False,
-                                                   ssl=None if ep.verify_tls else False)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                                                   ssl=ep.verify_tls)
+            except (aiohttp.ClientError, TimeoutError) as e:
                 raise _request_error(method, current, e) from None
             if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                 resp.release()
@@ -388,6 +410,9 @@ class RegistryClient:
                     message = f"server message: {params['error']}: {message}"
                 raise AuthorizationFailed(message)
             challenged = True
+            if auth and auth.startswith("Bearer "):
+                # the registry no longer accepts a token we still hold: get a new one
+                self._tokens = {k: v for k, v in self._tokens.items() if k[0] != ep.host}
             if scheme == "bearer":
                 auth = "Bearer " + await self._token(ep, params, scope)
             elif scheme == "basic" and ep.credentials:
@@ -434,10 +459,10 @@ class RegistryClient:
                         if resp.status > 299:
                             first_err = first_err or _unexpected_status("GET", url, resp)
                             continue
-                    body = await resp.content.read(oci.MAX_MANIFEST_SIZE + 1)
-                    if len(body) > oci.MAX_MANIFEST_SIZE:
-                        first_err = first_err or DistributionError(
-                            f"rejecting {len(body)} byte manifest for {ref}: not found")
+                    body = await _read_limited(resp, oci.MAX_MANIFEST_SIZE)
+                    if body is None:
+                        first_err = first_err or DistributionError(f"rejecting a manifest of more than "
+                                                                   f"{oci.MAX_MANIFEST_SIZE} bytes for {ref}: not found")
                         continue
                     digest = digest or oci.sha256_digest(body)
                     size = len(body)
@@ -458,14 +483,14 @@ class RegistryClient:
         raise first_err or NotFound(f"{ref}: not found")
 
     async def fetch(self, eps: list[Endpoint], ref: Reference, desc: oci.Descriptor, kind: str,
-                    out: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
+                    out: BinaryIO) -> None:
         """Stream a manifest or blob into `out`, checking size and sha256 as it
         arrives; the endpoints are tried in order."""
         scope = f"repository:{ref.path}:pull"
         first_err: DistributionError | None = None
         for ep in eps:
             url = ep.url(ref.path, kind, desc.digest)
-            headers = {"Accept": ", ".join((desc.media_type, "*/*")) if desc.media_type else "*/*"}
+            headers = {"Accept": f"{desc.media_type}, */*" if desc.media_type else "*/*"}
             try:
                 resp = await self.request(ep, "GET", url, scope, headers)
             except AuthorizationFailed as e:
@@ -483,7 +508,7 @@ class RegistryClient:
                     continue
                 await asyncio.to_thread(out.seek, 0)
                 await asyncio.to_thread(out.truncate)
-                await _copy_verified(resp, out, desc, progress)
+                await _copy_verified(resp, out, desc)
                 return
             except aiohttp.ClientError as e:
                 first_err = first_err or DistributionError(f"failed to copy: {e}")
@@ -492,13 +517,24 @@ class RegistryClient:
         raise first_err or NotFound(f"{desc.digest}: not found")
 
 
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None once it exceeds `limit` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _write(out: BinaryIO, h: Any, chunk: bytes) -> None:
     h.update(chunk)
     out.write(chunk)
 
 
-async def _copy_verified(resp: aiohttp.ClientResponse, out: BinaryIO, desc: oci.Descriptor,
-                         progress: Callable[[int], None] | None) -> None:
+async def _copy_verified(resp: aiohttp.ClientResponse, out: BinaryIO, desc: oci.Descriptor) -> None:
     h = hashlib.sha256()
     size = 0
     async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -507,8 +543,6 @@ async def _copy_verified(resp: aiohttp.ClientResponse, out: BinaryIO, desc: oci.
             raise DistributionError(f"failed to copy: unexpected commit size {size}, "
                                     f"expected {desc.size}: failed precondition")
         await asyncio.to_thread(_write, out, h, chunk)
-        if progress:
-            progress(len(chunk))
     if desc.size >= 0 and size != desc.size:
         raise DistributionError(f"failed to copy: unexpected commit size {size}, expected {desc.size}: "
                                 "failed precondition")

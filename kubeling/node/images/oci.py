@@ -42,6 +42,14 @@ class FormatError(Exception):
     """Malformed or unsupported image metadata; the message is one line."""
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -69,16 +77,9 @@ class Descriptor:
         size = d.get("size", -1)
         return cls(media_type=str(d.get("mediaType") or ""), digest=d["digest"],
                    size=size if isinstance(size, int) else -1,
-                   platform=d.get("platform") if isinstance(d.get("platform"), dict) else None,
-                   annotations=d.get("annotations") if isinstance(d.get("annotations"), dict) else {})
+                   platform=_dict(d.get("platform")) or None,
+                   annotations={str(k): str(v) for k, v in _dict(d.get("annotations")).items()})
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.platform:
-            out["platform"] = self.platform
-        if self.annotations:
-            out["annotations"] = self.annotations
-        return out
 
 
 def load_json(data: bytes, what: str) -> dict[str, Any]:
@@ -233,19 +234,17 @@ class ImageConfig:
     @classmethod
     def parse(cls, data: bytes) -> ImageConfig:
         doc = load_json(data, "image config")
-        c = doc.get("config") if isinstance(doc.get("config"), dict) else {}
-        rootfs = doc.get("rootfs") if isinstance(doc.get("rootfs"), dict) else {}
-        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs.get("diff_ids"), list) else []
+        c = _dict(doc.get("config"))
+        diff_ids = [str(d) for d in _list(_dict(doc.get("rootfs")).get("diff_ids"))]
         for d in diff_ids:
-            digest_hex(str(d))
+            digest_hex(d)
 
         def strings(v: Any) -> list[str]:
-            return [str(x) for x in v] if isinstance(v, list) else []
+            return [str(x) for x in _list(v)]
 
         return cls(env=strings(c.get("Env")), entrypoint=strings(c.get("Entrypoint")), cmd=strings(c.get("Cmd")),
                    working_dir=str(c.get("WorkingDir") or ""), user=str(c.get("User") or ""),
-                   exposed_ports=sorted(c["ExposedPorts"]) if isinstance(c.get("ExposedPorts"), dict) else [],
-                   labels={str(k): str(v) for k, v in (c.get("Labels") or {}).items()}
-                   if isinstance(c.get("Labels"), dict) else {},
-                   stop_signal=str(c.get("StopSignal") or ""), diff_ids=[str(d) for d in diff_ids],
+                   exposed_ports=sorted(_dict(c.get("ExposedPorts"))),
+                   labels={str(k): str(v) for k, v in _dict(c.get("Labels")).items()},
+                   stop_signal=str(c.get("StopSignal") or ""), diff_ids=diff_ids,
                    created=str(doc.get("created") or ""))

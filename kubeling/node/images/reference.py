@@ -34,7 +34,6 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32
 _REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$", re.ASCII)
 _ANCHORED_NAME_RE = re.compile(rf"^(?:({_DOMAIN_AND_PORT})/)?({_REMOTE_NAME})$", re.ASCII)
 _IDENTIFIER_RE = re.compile(r"^[a-f0-9]{64}$")
-_TAG_RE = re.compile(rf"^{_TAG}$", re.ASCII)
 _GO_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
@@ -87,23 +86,11 @@ class Reference:
         """What to ask the registry's manifests endpoint for."""
         return self.digest or self.tag or DEFAULT_TAG
 
-    def with_digest(self, digest: str) -> Reference:
-        return Reference(self.domain, self.path, None, digest)
-
     def __str__(self) -> str:
         if self.digest:
             return f"{self.name}@{self.digest}"
         return f"{self.name}:{self.tag}"
 
-    def familiar(self) -> str:
-        """The short form Docker prints: `busybox:latest`, `ethos93/go-httpd:v1`."""
-        name = self.name
-        if self.domain == DEFAULT_DOMAIN:
-            name = self.path
-            rest = name.removeprefix(OFFICIAL_REPO_PREFIX)
-            if rest != name and "/" not in rest:
-                name = rest
-        return f"{name}@{self.digest}" if self.digest else f"{name}:{self.tag}"
 
 
 def _split_docker_domain(name: str) -> tuple[str, str]:
@@ -158,6 +145,3 @@ def parse(s: str) -> Reference:
         return Reference(domain, path, None, digest)
     return Reference(domain, path, tag or DEFAULT_TAG, None)
 
-
-def valid_tag(tag: str) -> bool:
-    return bool(_TAG_RE.match(tag))

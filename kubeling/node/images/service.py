@@ -15,6 +15,7 @@ are fetched and unpacked once.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import enum
 import logging
@@ -182,12 +183,12 @@ class ImageService:
         return Image(name=name, id=img.id, repo_digest=digest_name(parse(name), rec.target), config=config,
                      layers=[self.store.layer_path(x.diff_id) for x in img.layers], size=img.size)
 
-    async def list(self) -> list[ListedImage]:
+    async def list(self) -> builtins.list[ListedImage]:
         return await asyncio.to_thread(self.store.list)
 
-    async def remove(self, ref: str) -> list[str]:
+    async def remove(self, ref: str) -> builtins.list[str]:
         """Remove a name (normalised), or every name of an image ID; returns the names removed."""
-        def run() -> list[str]:
+        def run() -> builtins.list[str]:
             names = self.store.resolve(ref)
             if not names:
                 try:
@@ -199,7 +200,7 @@ class ImageService:
             return self.store.remove(names)
         return await asyncio.to_thread(run)
 
-    async def load(self, file: Path) -> list[LoadedImage]:
+    async def load(self, file: Path) -> builtins.list[LoadedImage]:
         try:
             return await asyncio.to_thread(load_archive, self.store, Path(file), self.platform)
         except ArchiveError as e:
@@ -245,20 +246,26 @@ class ImageService:
         """Resolve and fetch `image` (CRI PullImage)."""
         return (await self._pull_shared(_parse(image), list(pull_secrets))).image
 
-    async def _pull_shared(self, ref: Reference, secrets: list[Mapping[str, Any]]) -> _PullResult:
+    async def _pull_shared(self, ref: Reference, secrets: builtins.list[Mapping[str, Any]]) -> _PullResult:
         creds = tuple(pull_secret_credentials(secrets, ref))
         key = (str(ref), creds)
         fut = self._inflight.get(key)
         if fut is None:
             fut = asyncio.ensure_future(self._pull_with_credentials(ref, creds))
             self._inflight[key] = fut
-            fut.add_done_callback(lambda _: self._inflight.pop(key, None))
+
+            def done(f: asyncio.Future[_PullResult]) -> None:
+                self._inflight.pop(key, None)
+                if not f.cancelled():
+                    f.exception()  # retrieved here too, in case every waiter was cancelled
+
+            fut.add_done_callback(done)
         return await asyncio.shield(fut)
 
     async def _pull_with_credentials(self, ref: Reference, creds: tuple[Credentials, ...]) -> _PullResult:
         """Try each matching pull-secret credential in turn, as kubelet does, or
         none; several failures are reported together."""
-        errors: list[str] = []
+        errors: builtins.list[str] = []
         for c in creds or (None,):
             start = time.monotonic()
             try:
@@ -268,7 +275,7 @@ class ImageService:
                 errors.append(e.message)
         raise ErrImagePull(errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]")
 
-    async def _pull(self, ref: Reference, eps: list[Endpoint]) -> Image:
+    async def _pull(self, ref: Reference, eps: builtins.list[Endpoint]) -> Image:
         prefix = f'failed to pull and unpack image "{ref}"'
         if not eps:
             raise ErrImagePull(f'{prefix}: failed to resolve reference "{ref}": no registry endpoints for '
@@ -291,7 +298,7 @@ class ImageService:
                 # another process collected content of this pull before it was committed
                 log.info("retrying the pull of %s: %s", ref, e)
                 last = e
-            except (DistributionError, oci.FormatError, UnpackError) as e:
+            except (DistributionError, oci.FormatError, UnpackError, OSError) as e:
                 raise ErrImagePull(f"{prefix}: {e}") from None
         raise ErrImagePull(f"{prefix}: {last}")
 
@@ -303,7 +310,7 @@ class ImageService:
             return None
         return self._image(str(ref), *found)
 
-    async def _fetch_blob(self, client: RegistryClient, eps: list[Endpoint], ref: Reference,
+    async def _fetch_blob(self, client: RegistryClient, eps: builtins.list[Endpoint], ref: Reference,
                           desc: oci.Descriptor, kind: str) -> None:
         async with self._locks.hold(desc.digest):
             if await asyncio.to_thread(self.store.has_blob, desc.digest):
@@ -318,7 +325,7 @@ class ImageService:
                 await asyncio.to_thread(f.close)
                 await asyncio.to_thread(tmp.unlink, True)
 
-    async def _fetch_image(self, client: RegistryClient, eps: list[Endpoint], ref: Reference,
+    async def _fetch_image(self, client: RegistryClient, eps: builtins.list[Endpoint], ref: Reference,
                            target: oci.Descriptor) -> Image:
         with self.store.lease() as held:
             held.add(target.digest)

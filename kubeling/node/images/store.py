@@ -18,6 +18,7 @@ call it from a thread.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -88,6 +89,22 @@ class StoreError(Exception):
     pass
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush the filesystem holding `path`: a layer is renamed into place only
+    once its files are on disk, so a crash cannot leave a committed layer with
+    empty files."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -106,7 +123,7 @@ def mounted_lowerdirs() -> set[str]:
     except OSError:
         return out
     for line in lines:
-        pre, _, post = line.partition(" - ")
+        post = line.partition(" - ")[2]
         fields = post.split(" ")
         if len(fields) < 3 or fields[0] != "overlay":
             continue
@@ -194,6 +211,7 @@ class ImageStore:
             got = unpack_layer(self.blob_path(blob_digest), tmp)
             if got != diff_id:
                 raise StoreError(f"failed to extract layer {diff_id}: wrong diff id calculated on extraction {got!r}")
+            syncfs(tmp)
         except BaseException:
             if tmp.exists():
                 remove_tree(tmp)
@@ -238,9 +256,6 @@ class ImageStore:
             return None
         return rec, index.images[rec.image]
 
-    def image(self, image_id: str) -> ImageRecord | None:
-        return self._read().images.get(image_id)
-
     def missing_content(self, names: Iterable[NameRecord], image: ImageRecord) -> list[str]:
         """What a usable image lacks; compressed layer blobs are optional once unpacked."""
         wanted = {d for n in names for d in (n.target, n.manifest)} | {image.id}
@@ -255,8 +270,16 @@ class ImageStore:
             if missing:
                 raise StoreError(f"content {missing[0]} was removed while the image was being stored")
             index = self._read()
+            moved = {index.names[n].image for n in names if n in index.names} - {image.id}
             index.images[image.id] = image
             index.names.update(names)
+            # an image whose last tag moved on is dropped, not left dangling as `docker pull` would:
+            # nothing else would ever collect it
+            tagged = {r.image for n, r in index.names.items() if "@" not in n}
+            for old in moved - tagged:
+                for n in [n for n, r in index.names.items() if r.image == old]:
+                    del index.names[n]
+                index.images.pop(old, None)
             self._write(index)
         self.gc()
 
@@ -330,9 +353,10 @@ class ImageStore:
         for image_id, img in index.images.items():
             names = [n for n, r in index.names.items() if r.image == image_id]
             tags = [n for n in names if "@" not in n]
-            for n in tags or names[:1]:
-                repo, _, tag = n.rpartition(":") if "@" not in n else (n.split("@")[0], "", "<none>")
-                rows.append(ListedImage(repo, tag, image_id, img.size))
+            if tags:
+                rows += [ListedImage(n.rpartition(":")[0], n.rpartition(":")[2], image_id, img.size) for n in tags]
+            elif names:
+                rows.append(ListedImage(names[0].partition("@")[0], "<none>", image_id, img.size))
         return sorted(rows, key=lambda r: (r.repository, r.tag))
 
 

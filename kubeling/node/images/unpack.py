@@ -65,7 +65,7 @@ def _decompressed(f: IO[bytes]) -> IO[bytes]:
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     if head == _ZSTD_MAGIC:
-        return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)  # type: ignore[return-value]
     return f
 
 
@@ -205,17 +205,6 @@ def unpack_layer(blob: Path, dest: Path) -> str:
         except (tarfile.TarError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
             raise UnpackError(f"invalid layer {blob.name}: {e}") from None
         ex.finish()
-    return "sha256:" + reader.hash.hexdigest()
-
-
-def diff_id(blob: Path) -> str:
-    """The sha256 of a layer's uncompressed stream, without extracting it."""
-    with open(blob, "rb") as f:
-        reader = _HashingReader(_decompressed(f))
-        try:
-            reader.drain()
-        except (EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
-            raise UnpackError(f"invalid layer {blob.name}: {e}") from None
     return "sha256:" + reader.hash.hexdigest()
 
 

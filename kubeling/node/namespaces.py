@@ -1,0 +1,200 @@
+"""Linux namespace and mount primitives through libc (Python 3.11 has no
+os.setns/os.unshare), and the dedicated worker thread that does all
+network-namespace work.
+
+Namespaces are per thread: a thread that unshares or setns's moves only
+itself, so the work runs on one dedicated thread that is always returned to
+its "home" namespaces (the node's network namespace, the process's UTS and
+IPC namespaces). No process is forked per pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MNT_DETACH = 0x2
+
+NS_FLAGS = {"net": CLONE_NEWNET, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), "sethostname")
+
+
+def mount(source: str, target: str | Path, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc.mount(source.encode(), str(target).encode(), fstype.encode() if fstype else None, flags,
+                       data.encode() if data else None), f"mount {target}")
+
+
+def umount(target: str | Path, *, detach: bool = False) -> bool:
+    """Unmount `target`; False when nothing was mounted there (or it is gone)."""
+    if _libc.umount2(str(target).encode(), MNT_DETACH if detach else 0) == 0:
+        return True
+    e = ctypes.get_errno()
+    if e in (errno.EINVAL, errno.ENOENT):
+        return False
+    raise OSError(e, f"umount {target}: {os.strerror(e)}")
+
+
+def _nsfs_dev() -> int:
+    return os.stat("/proc/self/ns/net").st_dev
+
+
+def is_pinned(path: str | Path) -> bool:
+    """Whether a namespace is bind-mounted on `path` (nsfs files share one device)."""
+    try:
+        return os.stat(path).st_dev == _nsfs_dev()
+    except FileNotFoundError:
+        return False
+
+
+def pin_current(kind: str, path: str | Path) -> None:
+    """Bind-mount the calling thread's `kind` namespace onto `path`, which
+    keeps the namespace alive without a process in it."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o444)
+    os.close(fd)
+    try:
+        mount(f"/proc/thread-self/ns/{kind}", path, None, MS_BIND)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
+def unpin(path: str | Path) -> None:
+    """Unmount and remove a pinned namespace file; the kernel frees the
+    namespace (and, for a network namespace, its links) once nothing else
+    holds it. Missing files are fine: teardown is idempotent."""
+    # Several mounts may be stacked on the file after a crash mid-create.
+    while umount(path, detach=True):
+        pass
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def thread_ns_fd(kind: str) -> int:
+    return os.open(f"/proc/thread-self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+
+
+class NamespaceWorker:
+    """One thread that owns namespace switching. Jobs run one at a time; each
+    job must leave the thread in its home namespaces (`restore()`), and a job
+    that cannot is fatal to the worker (the next call fails loudly instead of
+    doing pod work in the wrong namespace)."""
+
+    def __init__(self, name: str) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._home: dict[str, int] = {}
+        self._broken: str | None = None
+
+    def _init_home(self) -> None:
+        if not self._home:
+            self._home = {kind: thread_ns_fd(kind) for kind in NS_FLAGS}
+
+    def restore(self) -> None:
+        """Back to the home namespaces; marks the worker broken if that fails."""
+        try:
+            for kind, fd in self._home.items():
+                setns(fd, NS_FLAGS[kind])
+        except OSError as e:
+            self._broken = f"namespace worker cannot return to its namespaces: {e}"
+            raise
+
+    def enter_home_netns(self, path: str) -> None:
+        """Make the network namespace at `path` this worker's home (the node netns)."""
+        self._init_home()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(fd, CLONE_NEWNET)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(self._home["net"])
+        self._home["net"] = fd
+
+    def home_fd(self, kind: str) -> int:
+        self._init_home()
+        return self._home[kind]
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        def job() -> T:
+            if self._broken:
+                raise RuntimeError(self._broken)
+            self._init_home()
+            return fn()
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+
+    def close(self) -> None:
+        def close_fds() -> None:
+            for fd in self._home.values():
+                os.close(fd)
+            self._home = {}
+        self._pool.submit(close_fds)
+        self._pool.shutdown(wait=True)
+
+
+def in_netns_thread(netns_path: str, fn: Callable[[], T]) -> T:
+    """Run `fn` on a fresh thread inside the network namespace `netns_path`.
+    A throwaway thread needs no way back: sockets it creates keep the
+    namespace they were created in."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                setns(fd, CLONE_NEWNET)
+            finally:
+                os.close(fd)
+            result.append(fn())
+        except BaseException as e:  # handed to the caller's thread
+            error.append(e)
+
+    t = threading.Thread(target=run, name="netns-oneshot", daemon=True)
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+    return result[0]
