@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from .main import DEFAULT_DATA_DIR, CLIError
+from .common import DEFAULT_DATA_DIR, CLIError
 
 if TYPE_CHECKING:
     from ..node.images import ImageService

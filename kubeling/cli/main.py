@@ -10,14 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
+from .common import DEFAULT_DATA_DIR, CLIError
 from .image import add_parser as add_image_parser
-
-DEFAULT_DATA_DIR = Path("/var/lib/kubeling")
-
-
-class CLIError(Exception):
-    """A failure reported as one line, without a traceback."""
-
 
 def _server(args: argparse.Namespace) -> None:
     from ..apiserver.server import ServerOptions, parse_listen, serve_forever

@@ -368,7 +368,8 @@ def test_proxier_and_load_balancer_against_the_api_server(lab: Lab, tmp_path: Pa
             slice_obj["endpoints"] = slice_obj["endpoints"][:2]
             await client.update(SLICES, {**slice_obj, "metadata": (await client.get(SLICES, "web-manual",
                                                                                     "default"))["metadata"]})
-            await _until(lambda: proxier.metrics.syncs["partial"] > before)
+            await _until(lambda: proxier.metrics.endpoints == 2)
+            assert proxier.metrics.syncs["partial"] > before
             assert rotates(lab.curl("client", f"http://{ip}:8080/", n=4)[0], ["web-0", "web-1"])
             assert proxier.metrics.last_transaction_commands < 10
             # No longer a LoadBalancer: the ingress goes, and with it the rule.
