@@ -11,7 +11,7 @@ want_test=0
 
 # runc, nftables, iproute2: the node; busybox-static and docker-registry: the
 # test images and their registry; dnsutils (dig) and curl: the system tests.
-packages=(python3 python3-venv ca-certificates runc nftables iproute2 busybox-static docker-registry dnsutils curl)
+packages=(python3 python3-venv ca-certificates runc nftables iproute2 busybox-static docker-registry dnsutils curl wrk)
 
 missing=()
 for p in "${packages[@]}"; do

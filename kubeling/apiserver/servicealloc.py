@@ -230,6 +230,14 @@ def _drop_type_dependent_fields(new: Obj, old: Obj) -> None:
     if _needs_health_check_port(old) and not _needs_health_check_port(new):
         if ns.get("healthCheckNodePort") == os_.get("healthCheckNodePort"):
             ns.pop("healthCheckNodePort", None)
+    external = ("NodePort", "LoadBalancer")
+    if os_.get("type") in external and ns.get("type") not in external:
+        if ns.get("externalTrafficPolicy") == os_.get("externalTrafficPolicy"):
+            ns.pop("externalTrafficPolicy", None)
+    if _needs_cluster_ip(old) and not _needs_cluster_ip(new):
+        if ns.get("internalTrafficPolicy") == os_.get("internalTrafficPolicy"):
+            ns.pop("internalTrafficPolicy", None)
     if os_.get("type") == "LoadBalancer" and ns.get("type") != "LoadBalancer":
-        if ns.get("allocateLoadBalancerNodePorts") == os_.get("allocateLoadBalancerNodePorts"):
-            ns.pop("allocateLoadBalancerNodePorts", None)
+        for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if ns.get(key) == os_.get(key):
+                ns.pop(key, None)

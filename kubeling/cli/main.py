@@ -11,6 +11,7 @@ from typing import Callable
 
 from .. import __version__
 from .common import DEFAULT_DATA_DIR, CLIError
+from ..proxy import cli as proxy_cli
 from .image import add_parser as add_image_parser
 
 def _server(args: argparse.Namespace) -> None:
@@ -41,6 +42,13 @@ def _up(args: argparse.Namespace) -> None:
     try:
         asyncio.run(up(opts))
     except UpError as e:
+        raise CLIError(str(e)) from None
+
+
+def _proxy(args: argparse.Namespace) -> None:
+    try:
+        proxy_cli.command(args)
+    except proxy_cli.ProxyError as e:
         raise CLIError(str(e)) from None
 
 
@@ -86,6 +94,10 @@ def parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_kubeconfig)
 
     add_image_parser(sub)
+
+    px = sub.add_parser("proxy", help="run the service proxy (nftables) for a node")
+    proxy_cli.add_arguments(px)
+    px.set_defaults(func=_proxy)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=_version)

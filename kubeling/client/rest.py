@@ -360,6 +360,7 @@ class Client:
             async with self._watch_session.get(self.server + path, params=params, timeout=timeout) as resp:
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.read())
+                transport = resp.connection.transport if resp.connection is not None else None
                 try:
                     async for line in _lines(resp.content):
                         event = orjson.loads(line)
@@ -369,11 +370,10 @@ class Client:
                             raise _status_error(obj, 500)
                         yield etype, obj
                 finally:
-                    # Still connected: the stream was abandoned (cancelled, consumer stopped,
-                    # ERROR event). Abort rather than close: a TLS close handshake would outlive
-                    # the watch in the background, and leak its socket if the loop ends first.
-                    conn = resp.connection
-                    if conn is not None and conn.transport is not None:
-                        conn.transport.abort()
+                    # Ended, cancelled or abandoned, the connection is done (never pooled).
+                    # Abort rather than close: aiohttp's close starts a TLS close handshake
+                    # that nobody awaits, which leaks the socket if the loop stops first.
+                    if transport is not None:
+                        transport.abort()
         except _TRANSPORT_ERRORS as e:
             raise APIConnectionError(f"watch {path}: {type(e).__name__}: {e}") from e

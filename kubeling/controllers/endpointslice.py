@@ -146,8 +146,8 @@ def endpoints_equal_beyond_id(a: Obj, b: Obj) -> bool:
     """The rest of two same endpoints: a pod's resourceVersion is no reason to rewrite."""
     ca, cb = a.get("conditions") or {}, b.get("conditions") or {}
     return (a.get("nodeName") == b.get("nodeName") and a.get("zone") == b.get("zone")
-            and all(ca.get(c) == cb.get(c) for c in ("ready", "serving", "terminating"))
-            and _target(a) == _target(b))
+            and (ca == cb or all(ca.get(c) == cb.get(c) for c in ("ready", "serving", "terminating")))
+            and (a.get("targetRef") == b.get("targetRef") or _target(a) == _target(b)))
 
 
 def pod_to_endpoint(pod: Obj, node: Obj | None, svc: Obj, address_type: str) -> Obj:

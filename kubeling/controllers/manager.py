@@ -14,6 +14,7 @@ from ..client.events import EventRecorder
 from ..client.informer import InformerFactory
 from ..client.rest import Client
 from ..node.simulated import SimulatedNodes
+from ..proxy.loadbalancer import LoadBalancerController
 from ..scheduler.scheduler import Scheduler
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
@@ -56,6 +57,7 @@ class ControllerManager:
             ServiceAccountsController(client, f, recorder),
             NodeLifecycleController(client, f, recorder,
                                     node_monitor_grace_period=options.node_monitor_grace_period),
+            LoadBalancerController(client, f, recorder),
         ]
         self.scheduler = Scheduler(client, f, recorder)
         self.nodes = (SimulatedNodes(client, f, options.simulated_nodes, ready_delay=options.simulated_ready_delay)

@@ -30,7 +30,8 @@ UPSTREAM_PAYLOAD = 1232
 
 
 class ConfigError(ValueError):
-    """A bad upstream address; the message is one line for the user."""
+    """A bad upstream address or an unreadable resolv.conf; the message is one
+    line for the user."""
 
 
 @dataclass(frozen=True)
@@ -42,21 +43,19 @@ class Upstream:
     def parse(cls, text: str) -> Upstream:
         """"1.2.3.4", "1.2.3.4:5353", "::1", "[::1]:5353"."""
         text = text.strip()
-        host, port = text, 53
+        host, port = text, "53"
         if text.startswith("["):
             host, _, rest = text[1:].partition("]")
-            if rest:
-                port = int(rest.removeprefix(":"))
+            port = rest.removeprefix(":") or port
         elif text.count(":") == 1:
-            host, _, p = text.partition(":")
-            port = int(p)
+            host, _, port = text.partition(":")
         try:
             ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             raise ConfigError(f"upstream resolver {text!r} is not an IP address") from None
-        if not 0 < port < 65536:
+        if not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"upstream resolver {text!r} has a bad port")
-        return cls(host, port)
+        return cls(host, int(port))
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -79,15 +78,18 @@ def parse_resolv_conf(text: str) -> ResolvConf:
         if words[0] == "nameserver" and len(words) > 1:
             try:
                 conf.nameservers.append(Upstream.parse(words[1]))
-            except (ConfigError, ValueError):
-                log.warning("resolv.conf: ignoring nameserver %r", words[1])
+            except ConfigError as e:
+                log.warning("resolv.conf: ignoring nameserver: %s", e)
         elif words[0] in ("search", "domain"):
             conf.search = [w.rstrip(".") for w in words[1:] if w.rstrip(".")]
     return conf
 
 
 def read_resolv_conf(path: str | Path) -> ResolvConf:
-    return parse_resolv_conf(Path(path).read_text())
+    try:
+        return parse_resolv_conf(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
 
 
 def _is_response(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:

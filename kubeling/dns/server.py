@@ -159,6 +159,11 @@ class DNSServer:
             self.index.host_search = tuple(dns.name.from_text(s) for s in conf.search)
             if upstreams is None:
                 upstreams = conf.nameservers
+        # Bound first, so that a taken port fails at once; queries that arrive
+        # before the caches are in wait in the socket buffers.
+        self._udp, tcp_sock = _bind_pair(host, port)
+        self.host, self.port = host, self._udp.getsockname()[1]
+        self.forwarder.upstreams = [u for u in upstreams or () if not _is_self(u, host, self.port)]
         await self.factory.start()
         try:
             async with asyncio.timeout(SYNC_TIMEOUT):
@@ -167,9 +172,6 @@ class DNSServer:
             log.warning("cluster DNS: serving before the API caches are synced")
         self._serving = True
         self._flush()
-        self._udp, tcp_sock = _bind_pair(host, port)
-        self.host, self.port = host, self._udp.getsockname()[1]
-        self.forwarder.upstreams = [u for u in upstreams or () if not _is_self(u, host, self.port)]
         loop = asyncio.get_running_loop()
         loop.add_reader(self._udp.fileno(), self._read_udp)
         self._tcp = await loop.create_server(lambda: _TCPConnection(self), sock=tcp_sock)
@@ -322,6 +324,9 @@ class _TCPConnection(asyncio.Protocol):
         self._buf += data
         self._arm()
         server = self.server
+        # answers ready now leave in one write: one segment for a burst of
+        # pipelined queries rather than one each
+        ready: list[bytes] = []
         while len(self._buf) >= 2:
             size = (self._buf[0] << 8) | self._buf[1]
             if len(self._buf) < 2 + size:
@@ -340,7 +345,10 @@ class _TCPConnection(asyncio.Protocol):
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             elif out is not None:
-                self._write(out)  # type: ignore[arg-type]
+                ready.append(len(out).to_bytes(2, "big"))  # type: ignore[arg-type]
+                ready.append(out)  # type: ignore[arg-type]
+        if ready and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(ready))
 
     async def _answer(self, msg: bytes) -> None:
         try:

@@ -34,7 +34,8 @@ PORTS = [
 
 
 class KubeDNSError(Exception):
-    """The Service exists with another cluster IP, which cannot be changed."""
+    """The Service cannot be made what it must be: it exists with another
+    cluster IP (which cannot change), or its IP belongs to another Service."""
 
 
 def kube_dns_service(cluster_ip: str = DEFAULT_CLUSTER_IP) -> Obj:

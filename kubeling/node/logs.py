@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 #: containerd's maximum line size: longer lines are split into partial entries
@@ -38,7 +38,7 @@ def cri_timestamp(ns: int | None = None) -> str:
 
 def parse_timestamp(ts: str) -> int:
     """An RFC3339(Nano) timestamp as nanoseconds since the epoch."""
-    if ts.endswith("Z") or ts.endswith("z"):
+    if ts.endswith(("Z", "z")):
         body, offset = ts[:-1], 0
     else:
         body, sign, off = ts[:-6], ts[-6], ts[-5:]
@@ -46,7 +46,7 @@ def parse_timestamp(ts: str) -> int:
             raise ValueError(f"bad timestamp {ts!r}")
         offset = (int(off[:2]) * 3600 + int(off[3:]) * 60) * (1 if sign == "+" else -1)
     whole, _, frac = body.partition(".")
-    dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     nanos = int((frac + "000000000")[:9]) if frac else 0
     return (int(dt.timestamp()) - offset) * 1_000_000_000 + nanos
 
@@ -166,9 +166,9 @@ async def read_log(path: Path, opts: LogOptions, *,
     remaining = opts.limit_bytes
     try:
         offset = await asyncio.to_thread(_tail_offset, path, opts.tail) if opts.tail is not None else 0
+        f = await asyncio.to_thread(open, path, "rb")
     except FileNotFoundError:
         return
-    f = await asyncio.to_thread(open, path, "rb")
     try:
         await asyncio.to_thread(f.seek, offset)
         carry = b""

@@ -189,7 +189,7 @@ def in_netns_thread(netns_path: str, fn: Callable[[], T]) -> T:
             finally:
                 os.close(fd)
             result.append(fn())
-        except BaseException as e:  # handed to the caller's thread
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             error.append(e)
 
     t = threading.Thread(target=run, name="netns-oneshot", daemon=True)

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .namespaces import CLONE_NEWNET, NamespaceWorker, is_pinned, pin_current, unpin, unshare
+from .namespaces import (
+    CLONE_NEWNET,
+    NamespaceWorker,
+    is_pinned,
+    pin_current,
+    unpin,
+    unshare,
+)
 
 NETNS_DIR = Path("/run/netns")
 #: routing protocol number marking routes this module added

@@ -179,7 +179,9 @@ def resolve_user(root: Path, user: str) -> User:
             if g is None or not g[2].isdigit():
                 raise ConfigError(f"unable to find group {group_part}: no matching entries in group file")
             gid = int(g[2])
-    extra: list[int] = []
+    # The primary group is a supplementary group too (containerd since the
+    # fix for CVE-2023-25173).
+    extra: list[int] = [gid]
     if entry is not None:
         for g in groups:
             members = g[3].split(",") if len(g) > 3 else []

@@ -24,8 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from .ipam import IPAM
-from .namespaces import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWUTS, MS_NODEV, MS_NOEXEC, MS_NOSUID, is_pinned, mount, \
-    pin_current, sethostname, umount, unpin, unshare
+from .namespaces import (
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWUTS,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    is_pinned,
+    mount,
+    pin_current,
+    sethostname,
+    umount,
+    unpin,
+    unshare,
+)
 from .network import NETNS_DIR, NodeNetwork
 
 log = logging.getLogger(__name__)
@@ -257,7 +270,7 @@ class SandboxManager:
         try:
             await self.network.worker.call(delete)
             log.warning("deleted veth %s: its pod network namespace was still held", veth)
-        except Exception as e:  # the namespace went away meanwhile
+        except Exception as e:  # noqa: BLE001 - pyroute2's NetlinkError: the link went away meanwhile
             log.debug("veth %s: %s", veth, e)
 
     async def wait_background(self) -> None:

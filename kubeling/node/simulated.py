@@ -33,36 +33,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.errors import APIError
-from ..api.printers import now_micro, now_rfc3339
+from ..api.printers import now_rfc3339
 from ..api.registry import Kind, lookup
 from ..client.informer import InformerFactory, object_key
 from ..client.rest import Client
 from ..client.workqueue import WorkQueue, run_workers
-from . import podstatus
+from . import nodestatus, podstatus
+from .lease import NodeLease
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-NODE_LEASE_NAMESPACE = "kube-node-lease"
-LEASE_DURATION_SECONDS = 40
 RUNTIME_VERSION = "kubeling-sim://0.1"
 KUBELET_PORT = 10250
 NODE_NAME_INDEX = "spec.nodeName"
 
 #: documentation address ranges (RFC 5737): never routed, so nothing can ever send traffic to a node
 TEST_NETS = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
-
-#: (type, reason, message) of the conditions a healthy kubelet reports, in the kubelet's order
-HEALTHY_CONDITIONS = (
-    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-)
-
-_GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-            "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
 def _kind(group: str, version: str, plural: str) -> Kind:
@@ -112,9 +100,8 @@ class _Node:
     name: str
     cidr: ipaddress.IPv4Network
     host_ip: str
+    lease: NodeLease
     live: bool = True
-    uid: str = ""
-    lease: Obj | None = None
     #: free host offsets in the pod CIDR (.1 is the node's bridge address, as on a real node)
     free: list[int] = field(default_factory=list)
 
@@ -174,7 +161,6 @@ class SimulatedNodes:
         self.labels = labels or {}
         self.pod_kind = _kind("", "v1", "pods")
         self.node_kind = _kind("", "v1", "nodes")
-        self.lease_kind = _kind("coordination.k8s.io", "v1", "leases")
         self.pods = factory.informer(self.pod_kind)
         self.pods.add_index(NODE_NAME_INDEX, node_name_index)
         self.nodes = factory.informer(self.node_kind)
@@ -232,25 +218,23 @@ class SimulatedNodes:
             cidr = ipaddress.ip_network(held) if held else next(free, None)
             if not isinstance(cidr, ipaddress.IPv4Network) or cidr not in subnets:
                 raise RuntimeError(f"no /24 of {self.pod_cidr_base} for node {name} (it holds {held})")
-            self._nodes[name] = _Node(name, cidr, _test_net_address(subnets.index(cidr)))
+            self._nodes[name] = _Node(name, cidr, _test_net_address(subnets.index(cidr)),
+                                      NodeLease(self.client, name))
 
     def _node_object(self, node: _Node, version: str) -> Obj:
-        arch = _GO_ARCH.get(platform.machine().lower(), platform.machine().lower())
         machine = uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.name}.kubeling-sim")
         return {
             "apiVersion": "v1", "kind": "Node",
             "metadata": {
                 "name": node.name,
-                "labels": {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
-                           "beta.kubernetes.io/arch": arch, **self.labels},
+                "labels": nodestatus.node_labels(node.name, self.labels),
                 "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
             },
             "spec": {"podCIDR": str(node.cidr), "podCIDRs": [str(node.cidr)]},
             "status": {
                 "capacity": dict(self.capacity),
                 "allocatable": dict(self.capacity),
-                "conditions": self._conditions([]),
+                "conditions": nodestatus.conditions([]),
                 "addresses": [{"type": "InternalIP", "address": node.host_ip},
                               {"type": "Hostname", "address": node.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
@@ -258,40 +242,15 @@ class SimulatedNodes:
                     "machineID": machine.hex, "systemUUID": str(machine), "bootID": str(uuid.uuid4()),
                     "kernelVersion": platform.release(), "osImage": "kubeling simulated node",
                     "containerRuntimeVersion": RUNTIME_VERSION, "kubeletVersion": version,
-                    "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": arch,
+                    "kubeProxyVersion": "", "operatingSystem": "linux",
+                    "architecture": nodestatus.go_arch(),
                 },
             },
         }
 
     async def _register(self, node: _Node, version: str) -> None:
-        body = self._node_object(node, version)
-        try:
-            created = await self.client.create(self.node_kind, body)
-        except APIError as e:
-            if e.code != 409:
-                raise
-            # Registered by an earlier run: take it over, as a restarted kubelet does.
-            current = await self.client.get(self.node_kind, node.name)
-            body["status"]["conditions"] = self._conditions((current.get("status") or {}).get("conditions") or [])
-            await self.client.patch(self.node_kind, node.name, {
-                "metadata": {"labels": body["metadata"]["labels"], "annotations": body["metadata"]["annotations"]},
-                "spec": body["spec"]})
-            created = await self.client.patch(self.node_kind, node.name, {"status": body["status"]},
-                                              subresource="status")
-        node.uid = created["metadata"]["uid"]
-
-    @staticmethod
-    def _conditions(previous: list[Obj]) -> list[Obj]:
-        """The healthy conditions with a fresh heartbeat, keeping transition times that still hold."""
-        now = now_rfc3339()
-        before = {c.get("type"): c for c in previous}
-        out = []
-        for ctype, status, reason, message in HEALTHY_CONDITIONS:
-            old = before.get(ctype)
-            since = old.get("lastTransitionTime") if old and old.get("status") == status else None
-            out.append({"type": ctype, "status": status, "lastHeartbeatTime": now,
-                        "lastTransitionTime": since or now, "reason": reason, "message": message})
-        return out
+        created = await nodestatus.register(self.client, self._node_object(node, version))
+        node.lease.node_uid = created["metadata"]["uid"]
 
     # ------------------------------------------------------------------ leases and heartbeats
 
@@ -306,43 +265,19 @@ class SimulatedNodes:
         async def renew(node: _Node) -> None:
             async with slots:
                 try:
-                    await self._renew_lease(node)
+                    await node.lease.renew()
                 except (APIError, ConnectionError) as e:
                     log.warning("simulated node %s: lease renewal failed: %s", node.name, e)
 
         await asyncio.gather(*(renew(n) for n in self._nodes.values() if n.live))
-
-    async def _renew_lease(self, node: _Node) -> None:
-        spec = {"holderIdentity": node.name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()}
-        if node.lease is not None:
-            try:
-                node.lease = await self.client.update(self.lease_kind, {**node.lease, "spec": {**node.lease["spec"],
-                                                                                               **spec}})
-                return
-            except APIError as e:
-                if e.code not in (404, 409):
-                    raise
-        try:
-            current = await self.client.get(self.lease_kind, node.name, NODE_LEASE_NAMESPACE)
-        except APIError as e:
-            if e.code != 404:
-                raise
-            node.lease = await self.client.create(self.lease_kind, {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": node.name, "namespace": NODE_LEASE_NAMESPACE,
-                             "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node.name,
-                                                  "uid": node.uid}]},
-                "spec": spec,
-            })
-            return
-        node.lease = await self.client.update(self.lease_kind, {**current, "spec": {**current.get("spec", {}), **spec}})
 
     def _node_updated(self, old: Obj, new: Obj) -> None:
         node = self._nodes.get(new["metadata"]["name"])
         if node is None or not node.live:
             return
         conditions = {c.get("type"): c.get("status") for c in (new.get("status") or {}).get("conditions") or []}
-        if any(conditions.get(ctype) != status for ctype, status, _, _ in HEALTHY_CONDITIONS):
+        if any(conditions.get(ctype) != ("True" if healthy else "False")
+               for ctype, healthy in nodestatus.HEALTHY.items()):
             self._status_due.set()  # someone (the node lifecycle controller) overwrote our conditions
 
     async def _status_loop(self) -> None:
@@ -356,7 +291,7 @@ class SimulatedNodes:
 
     async def _post_status(self, node: _Node) -> None:
         current = self.nodes.get(node.name) or {}
-        conditions = self._conditions((current.get("status") or {}).get("conditions") or [])
+        conditions = nodestatus.conditions((current.get("status") or {}).get("conditions") or [])
         try:
             await self.client.patch(self.node_kind, node.name, {"status": {"conditions": conditions}},
                                     subresource="status")

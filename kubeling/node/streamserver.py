@@ -40,7 +40,7 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Coroutine, Protocol, TypeVar
 
 from aiohttp import web
 from cryptography import x509
@@ -51,6 +51,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ..apiserver.wsstream import ERROR, RESIZE, STDERR, STDIN, STDOUT, V5, ChannelSocket
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: the kubelet's port, the default when a Node advertises none
 KUBELET_PORT = 10250
@@ -94,7 +96,8 @@ class OutputStream(Protocol):
 
 class RuntimeStreams(Protocol):
     """What the container runtime gives the stream server. exec and attach are
-    cancelled when the client goes away (exec must then kill what it started)."""
+    cancelled, once, when the client goes away; exec must then kill what it
+    started before it returns."""
 
     async def exec(self, pod_uid: str, container: str, cmd: Sequence[str], tty: bool, stdin: InputStream | None,
                    stdout: OutputStream | None, stderr: OutputStream | None,
@@ -296,6 +299,25 @@ def _flag(q: Any, name: str) -> bool:
     return q.get(name) in _TRUE
 
 
+def _task(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A task whose failure its owner reads (or ignores), never reported as unretrieved."""
+    task = asyncio.create_task(coro)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
+
+
+async def _stop(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel what still runs, once, and wait for it. asyncio.wait, unlike
+    gather, does not pass a cancellation of the waiter on to the tasks: aiohttp
+    cancels this handler when the API server hangs up, and a runtime cleaning
+    up after the first cancellation (killing what it started) must not get a
+    second one."""
+    for t in tasks:
+        if not t.done():
+            t.cancel()
+    await asyncio.wait(tasks)
+
+
 # ---------------------------------------------------------------- the server
 
 
@@ -368,21 +390,17 @@ class StreamServer:
         stdout = ChannelOutput(sock, STDOUT) if _flag(q, "stdout") else None
         stderr = ChannelOutput(sock, STDERR) if _flag(q, "stderr") and not tty else None
         resize = ResizeEvents() if tty else None
-        pump = asyncio.create_task(_pump_input(sock, stdin, resize))
+        pump = _task(_pump_input(sock, stdin, resize))
         if attach:
-            work: asyncio.Task[Any] = asyncio.create_task(
-                self.runtime.attach(m["uid"], m["container"], tty, stdin, stdout, stderr, resize))
+            work = _task(self.runtime.attach(m["uid"], m["container"], tty, stdin, stdout, stderr, resize))
         else:
-            work = asyncio.create_task(
-                self.runtime.exec(m["uid"], m["container"], cmd, tty, stdin, stdout, stderr, resize))
+            work = _task(self.runtime.exec(m["uid"], m["container"], cmd, tty, stdin, stdout, stderr, resize))
         try:
             await asyncio.wait({pump, work}, return_when=asyncio.FIRST_COMPLETED)
-            if not work.done():  # the API server went away: stop the command
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
+            if not work.done():  # the API server went away: the command stops (finally)
                 return ws
-            if work.exception() is not None:
-                exc = work.exception()
+            exc = work.exception()
+            if exc is not None:
                 if not isinstance(exc, StreamError):
                     log.error("%s in %s/%s failed", "attach" if attach else "exec", m["pod"], m["container"],
                               exc_info=exc)
@@ -395,11 +413,8 @@ class StreamServer:
             except ConnectionError:
                 pass
             await ws.close()
-            await pump
         finally:
-            for t in (pump, work):
-                t.cancel()
-            await asyncio.gather(pump, work, return_exceptions=True)
+            await _stop(pump, work)
         return ws
 
     # ------------------------------------------------------------------ port-forward
@@ -425,12 +440,13 @@ class StreamServer:
             await sock.send(PORT_FORWARD_ERROR, msg.encode())
             await ws.close()
             return ws
-        down = asyncio.create_task(_pod_to_socket(reader, sock))
+        down = _task(_pod_to_socket(reader, sock))
         try:
             await _socket_to_pod(sock, writer)
+        except ConnectionError:
+            pass
         finally:
-            down.cancel()
-            await asyncio.gather(down, return_exceptions=True)
+            await _stop(down)
             writer.close()
             await ws.close()
         return ws

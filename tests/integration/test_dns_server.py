@@ -158,10 +158,21 @@ class _UpstreamUDP(asyncio.DatagramProtocol):
 
 
 async def start_upstream(upstream: FakeUpstream) -> tuple[asyncio.BaseTransport, asyncio.Server]:
+    """UDP and TCP on one port: the UDP port the kernel picks may be taken for
+    TCP (other test suites share the machine), then try another."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _UpstreamUDP(upstream), local_addr=("127.0.0.1", 0))
-    upstream.port = transport.get_extra_info("sockname")[1]
+    for _ in range(20):
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UpstreamUDP(upstream),
+                                                           local_addr=("127.0.0.1", 0))
+        upstream.port = transport.get_extra_info("sockname")[1]
+        try:
+            return transport, await asyncio.start_server(_tcp_answerer(upstream), "127.0.0.1", upstream.port)
+        except OSError:
+            transport.close()
+    raise RuntimeError("no port free for both UDP and TCP")
 
+
+def _tcp_answerer(upstream: FakeUpstream) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -174,8 +185,7 @@ async def start_upstream(upstream: FakeUpstream) -> tuple[asyncio.BaseTransport,
         finally:
             writer.close()
 
-    server = await asyncio.start_server(tcp, "127.0.0.1", upstream.port)
-    return transport, server
+    return tcp
 
 
 BIG_TXT = ['"' + "x" * 200 + f'{i}"' for i in range(10)]

@@ -1016,8 +1016,17 @@ class InProcessServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        async def settle() -> None:
+            # let closed transports finish closing, then end what is left
+            await asyncio.sleep(0.2)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
         try:
             self.run(self.running.stop())
+            self.run(settle())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
@@ -1036,7 +1045,11 @@ def in_process(tmp_path: Path) -> Iterator[InProcessServer]:
 def test_watch_from_compacted_revision_is_410(in_process: InProcessServer) -> None:
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(in_process.running.kubeconfig), client_configuration=cfg)
-    core = client.CoreV1Api(client.ApiClient(cfg))
+    with client.ApiClient(cfg) as api_client:
+        check_compacted_watch(in_process, client.CoreV1Api(api_client))
+
+
+def check_compacted_watch(in_process: InProcessServer, core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map("default", configmap("b"))
     core.create_namespaced_config_map("default", configmap("c"))
     old = core.list_namespaced_config_map("default", limit=1)

@@ -754,12 +754,14 @@ async def test_spdy_data_fin_reset_and_windows() -> None:
     assert await peer.data(1, 100_000) == b"x" * 100_000
     # input past half a window earns WINDOW_UPDATEs for the stream and the session
     peer.send(spdy.data_frame(1, 0, b"y" * 40_000))
-    peer.send(spdy.data_frame(1, spdy.FLAG_FIN, b""))
     assert await stream.read() == b"y" * 40_000
-    assert await stream.read() == b""
     ups = [await peer.next(), await peer.next()]
     assert sorted(f.payload for f in ups) == [struct.pack(">II", 0, 40_000), struct.pack(">II", 1, 40_000)]
+    peer.send(spdy.data_frame(1, spdy.FLAG_FIN, b""))
+    assert await stream.read() == b""
+    await peer.session.close(linger=0)
     # once the peer does flow control, a write waits for window
+    peer = Peer()
     peer.send(spdy.control_frame(spdy.SETTINGS, 0, struct.pack(">III", 1, spdy.SETTINGS_INITIAL_WINDOW_SIZE, 1000)))
     peer.syn_stream(3, {"streamtype": "data"})
     small = await asyncio.wait_for(peer.session.accept(), 5)

@@ -69,7 +69,6 @@ def test_chain_names_are_kube_proxys_hash_plus_readable_suffix() -> None:
 def test_clusterip_round_robin_cascade() -> None:
     rs = render([service()], [three()], NODE, OPTS)
     assert rs.chains[SVC] == (
-        "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000",
         "numgen inc mod 3 0 meta l4proto tcp dnat to 10.244.0.10:8080",
         "numgen inc mod 2 0 meta l4proto tcp dnat to 10.244.0.11:8080",
         "meta l4proto tcp dnat to 10.244.0.12:8080",
@@ -101,6 +100,14 @@ def test_base_chains_hooks_and_priorities() -> None:
     assert "reject-chain meta l4proto tcp reject with tcp reset" in base
     assert "cluster-ips-check ip daddr 10.96.0.0/12 goto reject-chain" in base
     assert "127.0.0.0/8 ct status dnat masquerade" not in base
+    # Cluster-IP traffic from outside the pod network: one rule, not one per service.
+    assert "masquerading ct status dnat ct original ip daddr 10.96.0.0/12 ip saddr != 10.244.0.0/16 masquerade" in base
+
+
+def test_without_service_cidr_each_service_chain_marks() -> None:
+    rs = render([service()], [three()], NODE, RenderOptions(service_cidr=None))
+    assert rs.chains[SVC][0] == "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000"
+    assert "ct original" not in "\n".join(rs.base)
     assert "cluster-ips-check" not in "\n".join(R.base_commands(RenderOptions(service_cidr=None)))
 
 
@@ -132,9 +139,9 @@ def test_multi_port_with_named_target_ports_resolved_per_endpoint() -> None:
                ports=[{"name": "http", "port": 8081, "protocol": "TCP"}])
     rs = render([service(ports=ports)], [a, b], NODE, OPTS)
     http, metrics = R.service_chain("default/web/tcp/http"), R.service_chain("default/web/tcp/metrics")
-    assert rs.chains[http][1:] == ("numgen inc mod 2 0 meta l4proto tcp dnat to 10.244.0.10:8080",
+    assert rs.chains[http] == ("numgen inc mod 2 0 meta l4proto tcp dnat to 10.244.0.10:8080",
                                    "meta l4proto tcp dnat to 10.244.0.11:8081")
-    assert rs.chains[metrics][1:] == ("meta l4proto tcp dnat to 10.244.0.10:9100",)
+    assert rs.chains[metrics] == ("meta l4proto tcp dnat to 10.244.0.10:9100",)
     assert rs.elements[R.SERVICE_IPS] == {"10.96.0.100 . tcp . 80": f"goto {http}",
                                           "10.96.0.100 . tcp . 9090": f"goto {metrics}"}
 
@@ -149,12 +156,12 @@ def test_unnamed_single_port() -> None:
 def test_readiness_and_terminating_fallback() -> None:
     eps = [endpoint("10.244.0.10", ready=False), endpoint("10.244.0.11"), endpoint("10.244.0.12", ready=None)]
     rs = render([service()], [slice_("web", eps)], NODE, OPTS)
-    assert [r.split()[-1] for r in rs.chains[SVC][1:]] == ["10.244.0.11:8080", "10.244.0.12:8080"]
+    assert [r.split()[-1] for r in rs.chains[SVC]] == ["10.244.0.11:8080", "10.244.0.12:8080"]
     # None ready: serving terminating endpoints still take traffic (draining).
     eps = [endpoint("10.244.0.10", ready=False, serving=True, terminating=True),
            endpoint("10.244.0.11", ready=False, serving=False, terminating=True)]
     rs = render([service()], [slice_("web", eps)], NODE, OPTS)
-    assert rs.chains[SVC][1:] == ("meta l4proto tcp dnat to 10.244.0.10:8080",)
+    assert rs.chains[SVC] == ("meta l4proto tcp dnat to 10.244.0.10:8080",)
 
 
 def test_duplicate_endpoints_across_slices_and_ipv6_ignored() -> None:
@@ -162,7 +169,7 @@ def test_duplicate_endpoints_across_slices_and_ipv6_ignored() -> None:
     b = slice_("web", [endpoint("10.244.0.10"), endpoint("10.244.0.11")], name="web-b")
     v6 = slice_("web", [endpoint("fd00::1")], name="web-c", address_type="IPv6")
     rs = render([service()], [a, b, v6], NODE, OPTS)
-    assert len(rs.chains[SVC]) == 3
+    assert len(rs.chains[SVC]) == 2
 
 
 def test_no_endpoints_rejects_cluster_ip_and_nodeport() -> None:
@@ -213,7 +220,7 @@ def test_external_traffic_policy_local() -> None:
     assert rs.chains[EXT] == (f"ip saddr 10.244.0.0/16 goto {SVC}",
                               "fib saddr type local meta mark set meta mark | 0x4000",
                               f"fib saddr type local goto {SVC}", f"goto {LOC}")
-    assert len(rs.chains[SVC]) == 4  # the cluster IP still reaches all three
+    assert len(rs.chains[SVC]) == 3  # the cluster IP still reaches all three
     assert rs.elements[R.SERVICE_NODEPORTS] == {"tcp . 30080": f"goto {EXT}"}
     # No endpoint on this node: external traffic is dropped, cluster IP still works.
     rs = render([svc], [slice_("web", [endpoint("10.244.1.10", node="node-b")])], NODE, OPTS)
@@ -266,11 +273,11 @@ def test_session_affinity_client_ip() -> None:
     assert set(rs.sets) == set(sets)
     assert rs.sets[sets[0]] == "{ type ipv4_addr; flags dynamic,timeout; }"
     rules = rs.chains[SVC]
-    assert rules[1] == (f"ip saddr @{sets[0]} update @{sets[0]} {{ ip saddr timeout 60s }} "
+    assert rules[0] == (f"ip saddr @{sets[0]} update @{sets[0]} {{ ip saddr timeout 60s }} "
                         "meta l4proto tcp dnat to 10.244.0.10:8080")
-    assert rules[4] == (f"numgen inc mod 3 0 update @{sets[0]} {{ ip saddr timeout 60s }} "
+    assert rules[3] == (f"numgen inc mod 3 0 update @{sets[0]} {{ ip saddr timeout 60s }} "
                         "meta l4proto tcp dnat to 10.244.0.10:8080")
-    assert rules[6] == f"update @{sets[2]} {{ ip saddr timeout 60s }} meta l4proto tcp dnat to 10.244.0.12:8080"
+    assert rules[5] == f"update @{sets[2]} {{ ip saddr timeout 60s }} meta l4proto tcp dnat to 10.244.0.12:8080"
     # Turning it off deletes the sets after the chain no longer uses them.
     off = render([service()], [three()], NODE, OPTS)
     tx = R.update_transaction(rs, off).splitlines()
@@ -303,7 +310,6 @@ def test_one_change_is_a_small_transaction_touching_only_that_service() -> None:
     chain = R.service_chain("default/s7/tcp/http")
     assert tx == [
         f"flush chain ip kubeling {chain}",
-        f"add rule ip kubeling {chain} ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000",
         f"add rule ip kubeling {chain} numgen inc mod 3 0 meta l4proto tcp dnat to 10.244.0.10:8080",
         f"add rule ip kubeling {chain} numgen inc mod 2 0 meta l4proto tcp dnat to 10.244.0.11:8080",
         f"add rule ip kubeling {chain} meta l4proto tcp dnat to 10.244.0.99:8080",
@@ -358,20 +364,37 @@ def test_large_element_lists_are_batched() -> None:
     assert text.count("add element ip kubeling service-ips {") == 3
 
 
-def test_render_cache_reuses_unchanged_services() -> None:
+def test_render_cache_redoes_only_changed_services() -> None:
     services, slices = _many(50)
     cache = R.RenderCache()
     first = render(services, slices, NODE, OPTS, cache=cache)
-    frag = cache.fragments["default/s3"][2]
-    second = render(services, slices, NODE, OPTS, cache=cache)
-    assert cache.fragments["default/s3"][2] is frag and second.chains == first.chains
+    frag = cache.fragments["default/s3"][1]
+    assert render(services, slices, NODE, OPTS, cache=cache) is first  # nothing changed
     slices[3] = three("s3", base=40)
+    services[5] = service("s5", cluster_ip="10.96.0.250")
+    second = render(services, slices, NODE, OPTS, cache=cache)
+    assert cache.fragments["default/s3"][1] is not frag
+    # The patched result equals a render from scratch, and the old one is intact.
+    assert second == render(services, slices, NODE, OPTS)
+    assert first == render(_many(50)[0], _many(50)[1], NODE, OPTS)
+    del services[7]
     third = render(services, slices, NODE, OPTS, cache=cache)
-    assert cache.fragments["default/s3"][2] is not frag
-    assert third.chains[R.service_chain("default/s3/tcp/http")][-1].endswith("10.244.0.42:8080")
-    # Other options invalidate everything.
-    render(services, slices, NODE, RenderOptions(cluster_cidr=None), cache=cache)
-    assert cache.fragments["default/s4"][2].chains[0][1][0].startswith("numgen")
+    assert third == render(services, slices, NODE, OPTS)
+    assert R.service_chain("default/s7/tcp/http") not in third.chains
+    # Other options start over.
+    render(services, slices, NODE, RenderOptions(service_cidr=None), cache=cache)
+    assert cache.fragments["default/s4"][1].chains[0][1][0].startswith("ip saddr !=")
+
+
+def test_render_cache_falls_back_when_services_share_a_key() -> None:
+    a = service("a", cluster_ip="10.96.0.1", externalIPs=["198.51.100.7"])
+    b = service("b", cluster_ip="10.96.0.2", externalIPs=["198.51.100.7"])
+    cache = R.RenderCache()
+    render([a, b], [three("a"), three("b", base=20)], NODE, OPTS, cache=cache)
+    a2 = service("a", cluster_ip="10.96.0.1")
+    got = render([a2, b], [three("a"), three("b", base=20)], NODE, OPTS, cache=cache)
+    assert got == render([a2, b], [three("a"), three("b", base=20)], NODE, OPTS)
+    assert got.elements[R.SERVICE_IPS]["198.51.100.7 . tcp . 8080"] == f"goto {R.external_chain('default/b/tcp/http')}"
 
 
 # --------------------------------------------------------------------------- metrics and load balancers
