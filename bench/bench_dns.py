@@ -141,7 +141,9 @@ def dnsperf(port: int, queries: Path, concurrency: int, duration: float, server_
     lost = int(re.search(r"Queries lost:\s+(\d+)", p.stdout).group(1))  # type: ignore[union-attr]
     run = Run(qps, lost, cpu=cpu, gen_cpu=gen_cpu)
     if latencies:
-        lat = sorted(float(line.rsplit(None, 1)[1]) for line in p.stdout.splitlines() if line.startswith("> "))
+        # "> NOERROR name type 0.000123" per answer; timed-out queries carry no latency
+        lat = sorted(float(line.rsplit(None, 1)[1]) for line in p.stdout.splitlines()
+                     if line.startswith("> ") and line[-1].isdigit())
         if lat:
             run.p50 = lat[len(lat) // 2]
             run.p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]

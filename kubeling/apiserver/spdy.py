@@ -26,8 +26,9 @@ import logging
 import struct
 import zlib
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,16 @@ HIGH_WATER = 1 << 20
 LOW_WATER = HIGH_WATER // 2
 
 _DICTIONARY_WORDS = (
-    "options,head,post,put,delete,trace,accept,accept-charset,accept-encoding,accept-language,"
-    "accept-ranges,age,allow,authorization,cache-control,connection,content-base,content-encoding,"
-    "content-language,content-length,content-location,content-md5,content-range,content-type,date,"
-    "etag,expect,expires,from,host,if-match,if-modified-since,if-none-match,if-range,"
-    "if-unmodified-since,last-modified,location,max-forwards,pragma,proxy-authenticate,"
-    "proxy-authorization,range,referer,retry-after,server,te,trailer,transfer-encoding,upgrade,"
-    "user-agent,vary,via,warning,www-authenticate,method,get,status,200 OK,version,HTTP/1.1,url,"
-    "public,set-cookie,keep-alive,origin"
-).split(",")
+    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset", "accept-encoding",
+    "accept-language", "accept-ranges", "age", "allow", "authorization", "cache-control", "connection",
+    "content-base", "content-encoding", "content-language", "content-length", "content-location",
+    "content-md5", "content-range", "content-type", "date", "etag", "expect", "expires", "from", "host",
+    "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since", "last-modified",
+    "location", "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
+    "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via",
+    "warning", "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url",
+    "public", "set-cookie", "keep-alive", "origin",
+)
 _DICTIONARY_TAIL = (
     b"100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
     b"203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 Unauthorized"
@@ -149,7 +151,8 @@ def encode_header_block(headers: Iterable[tuple[str, str]]) -> bytes:
 def decode_header_block(block: bytes) -> dict[str, list[str]]:
     try:
         (count,) = struct.unpack_from(">I", block)
-        pos, out = 4, {}
+        pos = 4
+        out: dict[str, list[str]] = {}
         for _ in range(count):
             (n,) = struct.unpack_from(">I", block, pos)
             name = block[pos + 4:pos + 4 + n].decode().lower()
@@ -243,7 +246,6 @@ class Stream:
         self.remote_closed = fin
         self.local_closed = unidirectional
         self.was_reset = False
-        self.replied = False
         self.send_window = session.initial_send_window
         self._unacked = 0
         if fin:
@@ -288,7 +290,6 @@ class Stream:
     # ------------------------------------------------------------------ writing
 
     async def reply(self, headers: Iterable[tuple[str, str]] = ()) -> None:
-        self.replied = True
         await self._session.send_headers(SYN_REPLY, self.id, headers)
 
     async def write(self, data: bytes) -> None:
@@ -322,8 +323,8 @@ class Stream:
 
 
 class Session:
-    """The server end of a SPDY/3.1 session. `serve()` reads frames until the
-    peer leaves; `accept()` hands out the streams the peer opens."""
+    """The server end of a SPDY/3.1 session. After `start()` a task reads
+    frames until the peer leaves; `accept()` hands out the streams it opens."""
 
     def __init__(self, channel: ByteChannel) -> None:
         self._channel = channel
@@ -335,7 +336,6 @@ class Session:
         self._incoming: asyncio.Queue[Stream | None] = asyncio.Queue()
         self._last_peer_stream = 0
         self._goaway_sent = False
-        self.goaway_received = False
         self.initial_send_window = DEFAULT_WINDOW
         self._send_window = DEFAULT_WINDOW
         self._window_open = asyncio.Event()
@@ -376,7 +376,7 @@ class Session:
             pass
         try:
             await asyncio.wait_for(self._ended.wait(), linger)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if self._task is not None:
             self._task.cancel()
@@ -499,8 +499,6 @@ class Session:
                 raise ProtocolError("PING of the wrong size")
             if struct.unpack_from(">I", p)[0] % 2 == 1:  # the client's pings are odd; ours would be even
                 await self.send(control_frame(PING, 0, p))
-        elif f.type == GOAWAY:
-            self.goaway_received = True
         elif f.type == WINDOW_UPDATE:
             if len(p) != 8:
                 raise ProtocolError("WINDOW_UPDATE of the wrong size")
@@ -512,7 +510,7 @@ class Session:
             elif sid in self._streams:
                 self._streams[sid].send_window += delta
             self._window_open.set()
-        # other control types are ignored, as the draft requires
+        # GOAWAY only promises no new streams from the peer; it and unknown types need nothing
 
     async def _syn_stream(self, f: Frame) -> None:
         p = f.payload

@@ -49,14 +49,29 @@ from ..api.printers import parse_time
 from ..api.registry import Kind, lookup
 from ..node.simulated import RUNTIME_VERSION as SIMULATED_RUNTIME
 from ..node.streamserver import (
-    AGENT_CLIENT_NAME, KUBELET_PORT, PORT_FORWARD_DATA, PORT_FORWARD_ERROR, issue_certificate, status_internal,
+    AGENT_CLIENT_NAME,
+    KUBELET_PORT,
+    PORT_FORWARD_DATA,
+    PORT_FORWARD_ERROR,
+    issue_certificate,
+    status_internal,
 )
 from . import spdy
 from .handlers import ResourceHandlers
 from .objects import ObjectStore
 from .requestinfo import RequestInfo
 from .wsstream import (
-    CHANNEL_PROTOCOLS, ERROR, RESIZE, STDERR, STDIN, STDOUT, TUNNEL_PROTOCOL, V4, V5, ChannelSocket, TunnelChannel,
+    CHANNEL_PROTOCOLS,
+    ERROR,
+    RESIZE,
+    STDERR,
+    STDIN,
+    STDOUT,
+    TUNNEL_PROTOCOL,
+    V4,
+    V5,
+    ChannelSocket,
+    TunnelChannel,
 )
 
 log = logging.getLogger(__name__)
@@ -100,8 +115,7 @@ def install(handlers: ResourceHandlers, node_dialer: NodeDialer) -> None:
 def node_client_tls(pki_dir: Path) -> ssl.SSLContext:
     """The API server's TLS for node agents: trust the cluster CA, present
     the kube-apiserver-kubelet-client certificate (made on first use)."""
-    cert, key = issue_certificate(pki_dir, "apiserver-kubelet-client", AGENT_CLIENT_NAME,
-                                  organization="kubeadm:cluster-admins", client=True)
+    cert, key = issue_certificate(pki_dir, "apiserver-kubelet-client", AGENT_CLIENT_NAME, client=True)
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki_dir / "ca.crt"))
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
@@ -153,8 +167,8 @@ class NodeDialer:
             for a in addresses:
                 if a.get("type") == wanted and a.get("address"):
                     return AgentAddress(node_name, a["address"], int(port))
-        known = [f"{a.get('type')}:{a.get('address')}" for a in addresses]
-        raise errors.APIError(500, "InternalError", f"no preferred addresses found; known addresses: {known}")
+        known = " ".join(f"{{{a.get('type')} {a.get('address')}}}" for a in addresses)
+        raise errors.APIError(500, "InternalError", f"no preferred addresses found; known addresses: [{known}]")
 
     def _session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
@@ -168,7 +182,7 @@ class NodeDialer:
         except BaseException as e:
             await session.close()
             if isinstance(e, aiohttp.WSServerHandshakeError):
-                raise errors.APIError(502, "InternalError", f'the node agent of "{address.node}" refused the '
+                raise errors.APIError(500, "InternalError", f'the node agent of "{address.node}" refused the '
                                                              f"stream: {e.status} {e.message}") from None
             if isinstance(e, (aiohttp.ClientError, OSError, asyncio.TimeoutError)):
                 raise _dial_error(address, e) from None
@@ -182,7 +196,7 @@ class NodeDialer:
         async with self._session() as session:
             try:
                 resp = await session.get(address.url(path), params=list(params), ssl=self.tls)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 raise _dial_error(address, e) from None
             async with resp:
                 if resp.status != 200:
@@ -234,8 +248,8 @@ def _negotiate(request: web.Request, header: str, supported: Sequence[str]) -> s
     for p in offered:  # the client's preference wins, as in httpstream.Handshake
         if p in supported:
             return p
-    raise errors.forbidden_error(f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
-                                 f"server accepts {list(supported)}")
+    raise errors.forbidden_error(f"unable to upgrade: unable to negotiate protocol: client supports "
+                                 f"[{' '.join(offered)}], server accepts [{' '.join(supported)}]")
 
 
 class UpgradedConnection:
@@ -431,7 +445,7 @@ async def _exec_streams(session: spdy.Session, expected: set[int]) -> dict[int, 
                     continue
                 await stream.reply()
                 streams[channel] = stream
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.info("exec client opened only streams %s of %s", sorted(streams), sorted(expected))
         return None
     return streams
@@ -733,6 +747,7 @@ class Streaming:
             address, f"/{verb}/{meta['namespace']}/{meta['name']}/{meta['uid']}/{container}", params)
         try:
             client: ExecClient
+            resp: web.StreamResponse
             if transport == "websocket":
                 ws = web.WebSocketResponse(protocols=(protocol,), autoping=True)
                 await ws.prepare(request)
@@ -758,7 +773,8 @@ class Streaming:
             raise errors.method_not_allowed(request.method, "pods/portforward", "")
         pod = await self.objects.get(kind, info.namespace, info.name)
         node = _node_name(pod)
-        if _wants_websocket(request):
+        tunnel = _wants_websocket(request)
+        if tunnel:
             _negotiate(request, "Sec-WebSocket-Protocol", (TUNNEL_PROTOCOL,))
         elif _wants_spdy(request):
             _negotiate(request, "X-Stream-Protocol-Version", (PORT_FORWARD_PROTOCOL,))
@@ -766,7 +782,7 @@ class Streaming:
             raise errors.bad_request("Upgrade request required")
         address = await self.dialer.locate(node)
         resp: web.StreamResponse
-        if _wants_websocket(request):
+        if tunnel:
             ws = web.WebSocketResponse(protocols=(TUNNEL_PROTOCOL,), autoping=True)
             await ws.prepare(request)
             session, resp = spdy.Session(TunnelChannel(ws)), ws

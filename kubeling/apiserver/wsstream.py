@@ -14,8 +14,6 @@ when given str, so both are read. The same sockets work on both ends
 
 from __future__ import annotations
 
-from typing import Union
-
 import aiohttp
 from aiohttp import web
 
@@ -28,7 +26,7 @@ TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 CLOSE_SIGNAL = 255
 
-WebSocket = Union[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]
+WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 _END = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 

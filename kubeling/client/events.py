@@ -5,7 +5,8 @@ aggregated into one Event whose count and lastTimestamp grow.
 Recording never blocks and never fails the caller: each series of identical
 events has at most one write task at a time, which creates the Event and then
 patches it to the newest count. A burst of repeats while a write is in flight
-therefore costs one extra patch, not one per repeat.
+therefore costs one extra patch, not one per repeat. A recorder has at most
+MAX_IN_FLIGHT writes in flight, whatever the number of series.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ Obj = dict[str, Any]
 AGGREGATION_WINDOW = 600.0
 #: series remembered (client-go's maxLruCacheEntries)
 MAX_SERIES = 4096
+#: event writes of one recorder in flight at once: events are the lowest-priority traffic, and
+#: a burst (a scheduler binding thousands of pods) must not fill the client's connection pool
+#: ahead of the controller's own requests
+MAX_IN_FLIGHT = 4
 # A write retries after NotFound (the Event expired or was deleted) by creating it again, a bounded number of times.
 _MAX_ATTEMPTS = 3
 
@@ -75,6 +80,7 @@ class EventRecorder:
         self._series: OrderedDict[tuple[str, ...], _Series] = OrderedDict()
         # Strong references: the loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._last_ns = 0
 
     def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
@@ -138,13 +144,16 @@ class EventRecorder:
         occurrences may arrive while a request is in flight."""
         attempts = 0
         while s.written < s.count:
-            count, last = s.count, s.last_timestamp
             try:
-                if s.created:
-                    await self.client.patch(self._kind, s.name, {"count": count, "lastTimestamp": last}, s.namespace)
-                else:
-                    await self.client.create(self._kind, self._body(s, count, last), s.namespace)
-                    s.created = True
+                async with self._slots:
+                    # read after the wait for a slot: repeats meanwhile ride along in this write
+                    count, last = s.count, s.last_timestamp
+                    if s.created:
+                        patch = {"count": count, "lastTimestamp": last}
+                        await self.client.patch(self._kind, s.name, patch, s.namespace)
+                    else:
+                        await self.client.create(self._kind, self._body(s, count, last), s.namespace)
+                        s.created = True
             except APIError as e:
                 attempts += 1
                 if e.code == 404 and s.created and attempts < _MAX_ATTEMPTS:

@@ -5,8 +5,10 @@ name listing the matching pods that have an IP: ready pods under `addresses`,
 the others under `notReadyAddresses` (all under `addresses` when the Service
 sets publishNotReadyAddresses). Named target ports are resolved per pod, and
 addresses are grouped into subsets by identical port sets (upstream's
-RepackSubsets). Services without a selector are left to whoever manages their
-Endpoints; the Endpoints of a deleted Service are deleted.
+RepackSubsets). The Endpoints carry the Service's labels, plus
+endpoints.kubernetes.io/managed-by (and service.kubernetes.io/headless for a
+headless Service). Services without a selector are left to whoever manages
+their Endpoints; the Endpoints of a deleted Service are deleted.
 
 The module also holds what the EndpointSlice controller shares with this one
 (upstream's k8s.io/endpointslice/util): pod readiness and membership rules,
@@ -54,6 +56,9 @@ POD_LABEL_INDEX = "namespace-label"
 NAMESPACE_INDEX = "namespace"
 
 HEADLESS_LABEL = "service.kubernetes.io/headless"
+#: marks the Endpoints this controller writes (upstream since 1.33, KEP-4974)
+MANAGED_BY_LABEL = "endpoints.kubernetes.io/managed-by"
+CONTROLLER_NAME = "endpoint-controller"
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 OVER_CAPACITY_ANNOTATION = "endpoints.kubernetes.io/over-capacity"
 #: Endpoints whose annotation carries this key are leader-election locks, not Service endpoints
@@ -153,6 +158,7 @@ def services_to_update(services: Informer, old: Obj, new: Obj) -> set[str]:
 
 
 def _ready_condition(pod: Obj) -> Obj | None:
+    c: Obj
     for c in (pod.get("status") or {}).get("conditions") or ():
         if c.get("type") == "Ready":
             return c
@@ -348,12 +354,12 @@ def repack_subsets(ports_to_addrs: dict[PortKey, dict[AddrKey, bool]], addresses
     (with the same readiness) share one subset. Sorted deterministically so an
     unchanged state compares equal to what was written."""
     groups: dict[frozenset[tuple[AddrKey, bool]], list[PortKey]] = {}
-    for port, addrs in ports_to_addrs.items():
-        groups.setdefault(frozenset(addrs.items()), []).append(port)
+    for port, by_addr in ports_to_addrs.items():
+        groups.setdefault(frozenset(by_addr.items()), []).append(port)
     subsets = []
-    for addrs, ports in groups.items():
-        ready = sorted((addresses[a] for a, r in addrs if r), key=_address_sort_key)
-        not_ready = sorted((addresses[a] for a, r in addrs if not r), key=_address_sort_key)
+    for group, ports in groups.items():
+        ready = sorted((addresses[a] for a, r in group if r), key=_address_sort_key)
+        not_ready = sorted((addresses[a] for a, r in group if not r), key=_address_sort_key)
         subset: Obj = {}
         if ready:
             subset["addresses"] = ready
@@ -363,9 +369,13 @@ def repack_subsets(ports_to_addrs: dict[PortKey, dict[AddrKey, bool]], addresses
         if real:
             subset["ports"] = [port_objs[p] for p in real]
         subsets.append(subset)
-    subsets.sort(key=lambda s: ([_port_key(p) for p in s.get("ports", ())],
-                                [_address_sort_key(a) for a in s.get("addresses", s.get("notReadyAddresses", ()))]))
+    subsets.sort(key=_subset_sort_key)
     return subsets
+
+
+def _subset_sort_key(s: Obj) -> tuple[list[PortKey], list[tuple[str, str]]]:
+    addrs: list[Obj] = s.get("addresses") or s.get("notReadyAddresses") or []
+    return [_port_key(p) for p in s.get("ports") or ()], [_address_sort_key(a) for a in addrs]
 
 
 def truncate_subsets(subsets: list[Obj]) -> bool:
@@ -447,10 +457,15 @@ class EndpointsController:
         await run_workers(self.queue, self.sync, workers, "endpoint")
 
     def _check_leftover_endpoints(self) -> None:
-        """Queue every Endpoints once at start: one whose Service was deleted
-        while this controller was down is deleted by its sync."""
+        """Queue this controller's Endpoints once at start: one whose Service
+        was deleted while the controller was down is deleted by its sync.
+        Upstream queues every Endpoints (but leader-election locks) and so
+        deletes hand-made ones that have no Service (issue 115801); the
+        managed-by label it added in 1.33 to tell them apart is used here."""
         for ep in self.endpoints.list():
-            if LEADER_ANNOTATION not in (ep["metadata"].get("annotations") or {}):
+            meta = ep["metadata"]
+            if ((meta.get("labels") or {}).get(MANAGED_BY_LABEL) == CONTROLLER_NAME
+                    and LEADER_ANNOTATION not in (meta.get("annotations") or {})):
                 self.queue.add(object_key(ep))
 
     # ------------------------------------------------------------------ sync
@@ -484,11 +499,13 @@ class EndpointsController:
 
         svc_labels = svc["metadata"].get("labels") or {}
         if current is not None:
-            cur_labels = {k: v for k, v in (current["metadata"].get("labels") or {}).items() if k != HEADLESS_LABEL}
+            cur_labels = dict(current["metadata"].get("labels") or {})
+            cur_labels.pop(HEADLESS_LABEL, None)
+            managed = cur_labels.pop(MANAGED_BY_LABEL, None) == CONTROLLER_NAME
             cur_truncated = OVER_CAPACITY_ANNOTATION in (current["metadata"].get("annotations") or {})
             cur_subsets = current.get("subsets") or []
             if ((cur_subsets == subsets or _without_target_rv(cur_subsets) == subsets) and cur_labels == svc_labels
-                    and cur_truncated == truncated):
+                    and managed and cur_truncated == truncated):
                 return
 
         # subsets, labels and annotations are replaced: a shallow copy leaves the cache intact
@@ -499,7 +516,7 @@ class EndpointsController:
         else:
             new.pop("subsets", None)
         meta = new["metadata"]
-        labels = dict(svc_labels)
+        labels = {**svc_labels, MANAGED_BY_LABEL: CONTROLLER_NAME}
         if is_service_ip_set(svc):
             labels.pop(HEADLESS_LABEL, None)
         else:
@@ -510,11 +527,11 @@ class EndpointsController:
             annotations[OVER_CAPACITY_ANNOTATION] = "truncated"
         else:
             annotations.pop(OVER_CAPACITY_ANNOTATION, None)
-        for field, value in (("labels", labels), ("annotations", annotations)):
-            if value:
-                meta[field] = value
-            else:
-                meta.pop(field, None)
+        meta["labels"] = labels
+        if annotations:
+            meta["annotations"] = annotations
+        else:
+            meta.pop("annotations", None)
         await self._write(svc, new, current)
 
     def _cache_is_stale(self, key: str, current: Obj | None) -> bool:

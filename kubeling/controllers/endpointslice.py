@@ -34,10 +34,30 @@ from ..client.informer import InformerFactory, object_key
 from ..client.rest import Client
 from ..client.workqueue import WorkQueue, run_workers
 from .endpoints import (
-    HEADLESS_LABEL, NAMESPACE_INDEX, PODS, POD_LABEL_INDEX, SERVICES, StaleRetry, TriggerTimeTracker, find_port,
-    is_ipv6, is_namespace_terminating, is_pod_ready, is_service_ip_set, kind, manages_endpoints,
-    namespace_index, pod_ips, pod_label_index, selected_pods, service_selector, services_for_labels,
-    services_to_update, set_trigger_time, should_pod_be_in_endpoints, should_set_hostname,
+    HEADLESS_LABEL,
+    NAMESPACE_INDEX,
+    POD_LABEL_INDEX,
+    PODS,
+    SERVICES,
+    StaleRetry,
+    TriggerTimeTracker,
+    find_port,
+    is_ipv6,
+    is_namespace_terminating,
+    is_pod_ready,
+    is_service_ip_set,
+    kind,
+    manages_endpoints,
+    namespace_index,
+    pod_ips,
+    pod_label_index,
+    selected_pods,
+    service_selector,
+    services_for_labels,
+    services_to_update,
+    set_trigger_time,
+    should_pod_be_in_endpoints,
+    should_set_hostname,
 )
 
 log = logging.getLogger(__name__)
@@ -194,8 +214,8 @@ def new_slice(svc: Obj, ports: list[Obj], address_type: str) -> Obj:
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {
             "generateName": f"{meta['name']}-", "namespace": meta.get("namespace", ""),
-            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": meta["name"], "uid": meta.get("uid", ""),
-                                 "controller": True, "blockOwnerDeletion": True}],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": meta["name"],
+                                 "uid": meta.get("uid", ""), "controller": True, "blockOwnerDeletion": True}],
         },
         "addressType": address_type, "endpoints": [], "ports": ports,
     }
@@ -419,7 +439,7 @@ class EndpointSliceController:
     # ------------------------------------------------------------------ sync
 
     async def sync(self, key: str) -> None:
-        ns, name = key.split("/", 1)
+        ns = key.split("/", 1)[0]
         svc = self.services.get(key)
         if svc is None:
             self.triggers.delete(key)

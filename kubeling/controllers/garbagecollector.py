@@ -280,10 +280,10 @@ class GarbageCollector:
             if owner is not None and owner.deleting_dependents:
                 self.attempt_to_delete.add(owner.identity.uid)
 
-    def _virtual_delete(self, node: Node) -> None:
+    def _virtual_delete(self, node: Node) -> bool:
         """The API server has no object at the node's coordinates. A virtual node
         that some dependents name by other coordinates stays, under those, to be
-        verified again; otherwise the node goes as if its deletion was observed."""
+        verified again (True); otherwise the node goes as if its deletion was observed."""
         if not node.observed:
             absent = node.identity
             other: Identity | None = None
@@ -294,16 +294,16 @@ class GarbageCollector:
                 for ref in dep.owners:
                     if ref.get("uid") == absent.uid:
                         candidate = _owner_identity(ref, dep.identity.namespace)
-                        if candidate != absent and other is None:
+                        if candidate != absent and candidate not in self._absent and other is None:
                             other = candidate
             if other is not None:
                 self._mark_absent(absent)
                 for dep_uid in node.dependents:
                     self.attempt_to_delete.add(dep_uid)
                 node.identity = other
-                self.attempt_to_delete.add_rate_limited(absent.uid)
-                return
+                return True
         self._remove(node)
+        return False
 
     def _mark_absent(self, identity: Identity) -> None:
         self._absent[identity] = None
@@ -326,10 +326,10 @@ class GarbageCollector:
 
     async def run(self, workers: int) -> None:
         await asyncio.gather(*(inf.wait_synced() for inf in self._informers.values()))
-        tasks = [asyncio.create_task(self._work(self.attempt_to_delete, self._attempt_to_delete), name=f"gc-delete-{i}")
+        tasks = [asyncio.create_task(self._work(queue, process), name=f"{queue.name}-{i}")
+                 for queue, process in ((self.attempt_to_delete, self._attempt_to_delete),
+                                        (self.attempt_to_orphan, self._attempt_to_orphan))
                  for i in range(workers)]
-        tasks += [asyncio.create_task(self._work(self.attempt_to_orphan, self._attempt_to_orphan), name=f"gc-orphan-{i}")
-                  for i in range(workers)]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -393,8 +393,7 @@ class GarbageCollector:
             return False
         latest = await self._get(node.identity)
         if latest is None or latest["metadata"].get("uid") != uid:
-            self._virtual_delete(node)
-            return False
+            return self._virtual_delete(node)
         if node.deleting_dependents:
             await self._process_deleting_dependents(node)
         elif latest["metadata"].get("ownerReferences"):
@@ -546,7 +545,7 @@ class GarbageCollector:
             return False
         dependents = [d for d in (self._nodes.get(u) for u in list(node.dependents)) if d is not None]
         results = await asyncio.gather(*(self._orphan(d, uid) for d in dependents), return_exceptions=True)
-        failures = [f"orphaning {d.identity} failed, {r}" for d, r in zip(dependents, results)
+        failures = [f"orphaning {d.identity} failed, {r}" for d, r in zip(dependents, results, strict=True)
                     if isinstance(r, BaseException)]
         if failures:
             log.warning("garbage collector: failed to orphan dependents of owner %s, got errors: %s", node.identity,

@@ -211,7 +211,7 @@ class NamespaceController:
         content = _Content()
         results = await asyncio.gather(*(self._delete_kind(k, name, deleted_at) for k in self.kinds),
                                        return_exceptions=True)
-        for k, result in zip(self.kinds, results):
+        for k, result in zip(self.kinds, results, strict=True):
             if isinstance(result, APIError):
                 content.errors.append(result)
                 continue

@@ -248,6 +248,7 @@ class Monitor:
     async def run(self, cid: str) -> dict[str, Any]:
         if cid in self.containers:
             raise RuntimeError(f"container {cid} is already running")
+        t0 = time.monotonic()
         c = self._load(cid)
         d = c.dir
         devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
@@ -286,7 +287,9 @@ class Monitor:
                 # runc dials it after changing into the bundle directory
                 argv += ["--console-socket", "console.sock"]
             argv += ["-b", str(d), cid]
+            t1 = time.monotonic()
             status = await self._spawn(argv, stdio)
+            t2 = time.monotonic()
         finally:
             for fd in child_fds:
                 os.close(fd)
@@ -322,7 +325,9 @@ class Monitor:
         self._watch_streams(c)
         if pid in self._unclaimed:
             self._exited(c, self._unclaimed.pop(pid)[0])
-        return {"pid": pid, "started_at": started["started_at"]}
+        log.info("started %s as pid %d in %.1f ms (runc %.1f ms)", cid[:12], pid, (time.monotonic() - t0) * 1000,
+                 (t2 - t1) * 1000)
+        return started
 
     # ---------------------------------------------------------------- output
 

@@ -34,7 +34,7 @@ import sys
 import termios
 import time
 import tty as ttymod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -149,7 +149,20 @@ class ContainerNotRunning(ContainerError):
     pass
 
 
-OutputFn = Callable[[bytes], Awaitable[None]]
+class InputStream(Protocol):
+    """A client's stdin (kubeling.node.streamserver.InputStream)."""
+    async def read(self) -> bytes: ...   # b"" at EOF
+
+
+class OutputStream(Protocol):
+    async def write(self, data: bytes) -> None: ...
+
+
+class TerminalSize(Protocol):
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
 
 
 def cgroup_v2() -> bool:
@@ -238,6 +251,10 @@ class Runtime:
         self._status: dict[str, ContainerStatus] = {}
         self._meta: dict[str, dict[str, Any]] = {}
         self._exited: dict[str, asyncio.Event] = {}
+        #: exit events for containers not yet in _status (reply or scan pending)
+        self._early_exits: dict[str, dict[str, Any]] = {}
+        #: /proc start times of container pids: a signal never reaches a reused pid
+        self._start_times: dict[str, int | None] = {}
         self._callbacks: list[Callable[[str], None]] = []
         self._closing = False
         self._reconnect: asyncio.Task[None] | None = None
@@ -253,9 +270,14 @@ class Runtime:
         for cid, status, meta in await asyncio.to_thread(self._scan):
             self._meta[cid] = meta
             self._status[cid] = status
+            self._start_times[cid] = meta.get("start_time")
             ev = self._exited.setdefault(cid, asyncio.Event())
             if status.state == "exited":
                 ev.set()
+            elif (early := self._early_exits.pop(cid, None)) is not None:
+                self._apply_exit(status, early)
+                self._mark_exited(cid)
+        self._early_exits.clear()
 
     def _prepare_dirs(self) -> None:
         self.containers_dir.mkdir(parents=True, exist_ok=True)
@@ -269,6 +291,8 @@ class Runtime:
                 # interrupted before the container was described: nothing runs there
                 self._discard_bundle(d)
                 continue
+            started = mon.read_json(d / "started.json") or {}
+            meta["start_time"] = started.get("start_time")
             out.append((d.name, self._status_from_disk(d.name, meta), meta))
         return out
 
@@ -387,6 +411,7 @@ class Runtime:
         for cid, status, meta in await asyncio.to_thread(self._scan):
             old = self._status.get(cid)
             self._meta[cid], self._status[cid] = meta, status
+            self._start_times[cid] = meta.get("start_time")
             if status.state == "exited" and old is not None and old.state != "exited":
                 self._mark_exited(cid)
 
@@ -395,13 +420,19 @@ class Runtime:
             return
         cid = str(msg["id"])
         st = self._status.get(cid)
-        if st is not None:
-            st.state = "exited"
-            st.exit_code = int(msg["exit_code"])
-            st.reason, st.message = msg.get("reason"), msg.get("message")
-            st.started_at = msg.get("started_at") or st.started_at
-            st.finished_at = msg.get("finished_at")
+        if st is None:
+            self._early_exits[cid] = msg
+            return
+        self._apply_exit(st, msg)
         self._mark_exited(cid)
+
+    @staticmethod
+    def _apply_exit(st: ContainerStatus, ex: dict[str, Any]) -> None:
+        st.state = "exited"
+        st.exit_code = int(ex["exit_code"])
+        st.reason, st.message = ex.get("reason"), ex.get("message")
+        st.started_at = ex.get("started_at") or st.started_at
+        st.finished_at = ex.get("finished_at")
 
     def _mark_exited(self, cid: str) -> None:
         self._exited.setdefault(cid, asyncio.Event()).set()
@@ -431,19 +462,18 @@ class Runtime:
         st = ContainerStatus(id=cid, name=spec.name, attempt=spec.attempt, state="running", pid=None,
                              started_at=None, finished_at=None, exit_code=None, reason=None, message=None,
                              pod_uid=spec.pod_uid, created_at=meta["created_at"], log_path=spec.log_path)
+        self._status[cid] = st
         if "exit" in reply:
-            ex = reply["exit"]
-            st.state, st.exit_code, st.reason, st.message = "exited", ex["exit_code"], ex["reason"], ex["message"]
-            st.finished_at = ex["finished_at"]
+            self._apply_exit(st, reply["exit"])
             self._exited[cid].set()
         else:
             st.pid, st.started_at = int(reply["pid"]), reply["started_at"]
-        # An exit event may have arrived before this reply.
-        known = self._status.get(cid)
-        self._status[cid] = st if known is None else known
-        if known is None and self._exited[cid].is_set() and "exit" not in reply:
-            self._status[cid] = await asyncio.to_thread(self._status_from_disk, cid, meta)
-        return self._status[cid]
+            self._start_times[cid] = reply.get("start_time")
+            # the exit event of a container that ended at once may come first
+            if (early := self._early_exits.pop(cid, None)) is not None:
+                self._apply_exit(st, early)
+                self._mark_exited(cid)
+        return dataclasses.replace(st)
 
     def _cgroup_files(self, cid: str) -> tuple[str, str]:
         path = f"/{self.cgroup_parent}/{cid}"
@@ -504,9 +534,10 @@ class Runtime:
 
     async def _remove_bundle(self, cid: str) -> None:
         await asyncio.to_thread(self._discard_bundle, self.containers_dir / cid)
-        self._meta.pop(cid, None)
-        self._status.pop(cid, None)
-        self._exited.pop(cid, None)
+        tables: list[dict[str, Any]] = [self._meta, self._status, self._exited, self._start_times,
+                                        self._early_exits]
+        for table in tables:
+            table.pop(cid, None)
 
     # ---------------------------------------------------------------- stop / remove
 
@@ -536,14 +567,16 @@ class Runtime:
                         ev.set()
         return True
 
-    @staticmethod
-    def _signal(pid: int, sig: int) -> None:
+    def _signal(self, cid: str, pid: int, sig: int) -> None:
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
             return
         try:
-            signal.pidfd_send_signal(fd, sig)
+            # The pidfd pins the process; its start time says it is still ours.
+            expected = self._start_times.get(cid)
+            if expected is None or mon.proc_start_time(pid) == expected:
+                signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
             pass
         finally:
@@ -557,10 +590,10 @@ class Runtime:
         meta = self._meta.get(container_id, {})
         sig = _signal_number(meta.get("stop_signal") or "SIGTERM")
         if grace > 0:
-            self._signal(st.pid, sig)
+            self._signal(container_id, st.pid, sig)
             if await self.wait_exit(container_id, grace):
                 return
-        self._signal(st.pid, signal.SIGKILL)
+        self._signal(container_id, st.pid, signal.SIGKILL)
         if not await self.wait_exit(container_id, KILL_TIMEOUT):
             raise ContainerError(f"container {container_id} did not exit after SIGKILL")
 
@@ -587,8 +620,7 @@ class Runtime:
         if not name:
             return 'exec: "": executable file not found in $PATH'
         if "/" in name:
-            target = resolve_in_root(root, name)
-            if not target.exists():
+            if not resolve_in_root(root, name).exists():
                 return f'exec: "{name}": stat {name}: no such file or directory'
             return None
         env = self._meta.get(container_id, {}).get("env", [])
@@ -599,44 +631,48 @@ class Runtime:
                 return None
         return f'exec: "{name}": executable file not found in $PATH'
 
-    async def exec(self, container_id: str, cmd: list[str], tty: bool, stdin: AsyncIterator[bytes] | None,
-                   stdout: OutputFn | None, stderr: OutputFn | None,
-                   resize: AsyncIterator[tuple[int, int]] | None) -> int:
+    async def exec(self, container_id: str, cmd: Sequence[str], tty: bool, stdin: InputStream | None,
+                   stdout: OutputStream | None, stderr: OutputStream | None,
+                   resize: AsyncIterator[TerminalSize] | None) -> int:
         """Run `cmd` in the container in the foreground (`runc exec`); its
         exit code. A command runc cannot start gives 126 and the message
-        containerd shows (`OCI runtime exec failed: ...`) on stderr (or stdout
-        with a tty). `resize` yields (width, height)."""
+        containerd shows (`OCI runtime exec failed: ...`) on stderr (stdout
+        with a tty). Cancelling kills the command."""
         st = self._require(container_id)
         if st.state != "running":
             raise ContainerNotRunning(f"container {container_id} is not running")
+        cmd = list(cmd)
         missing = await asyncio.to_thread(self._missing_executable, container_id, cmd)
         if missing is not None:
             err = stdout if tty else stderr
             if err is not None:
-                await err(_oci_exec_failed(missing).encode() + (b"\r\n" if tty else b"\n"))
+                await err.write(_oci_exec_failed(missing).encode() + (b"\r\n" if tty else b"\n"))
             return 126
         d = self.containers_dir / container_id
-        exec_log = d / f"exec-{secrets.token_hex(4)}.log"
-        argv = [self.runc, "--root", str(self.runc_root), "--log", str(exec_log), "--log-format", "json", "exec"]
+        tag = secrets.token_hex(4)
+        exec_log, pid_file = d / f"exec-{tag}.log", d / f"exec-{tag}.pid"
+        argv = [self.runc, "--root", str(self.runc_root), "--log", str(exec_log), "--log-format", "json", "exec",
+                "--pid-file", str(pid_file)]
         if tty:
             argv.append("-t")
         argv += [container_id, *cmd]
         try:
             if tty:
-                code = await self._exec_tty(argv, stdin, stdout, resize)
+                code = await self._exec_tty(argv, stdin, stdout, resize, pid_file)
             else:
-                code = await self._exec_pipes(argv, stdin, stdout, stderr)
+                code = await self._exec_pipes(argv, stdin, stdout, stderr, pid_file)
             if code == 255:
                 # runc's own failures are 255 too: its log tells them apart
-                message = await asyncio.to_thread(mon.runc_error, exec_log)
-                if message:
+                failure: str = await asyncio.to_thread(mon.runc_error, exec_log)
+                if failure:
                     return 126
             return code
         finally:
             await asyncio.to_thread(_unlink, exec_log)
+            await asyncio.to_thread(_unlink, pid_file)
 
-    async def _exec_pipes(self, argv: list[str], stdin: AsyncIterator[bytes] | None, stdout: OutputFn | None,
-                          stderr: OutputFn | None) -> int:
+    async def _exec_pipes(self, argv: list[str], stdin: InputStream | None, stdout: OutputStream | None,
+                          stderr: OutputStream | None, pid_file: Path) -> int:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
@@ -653,16 +689,12 @@ class Runtime:
             await asyncio.gather(*tasks)
             return await proc.wait()
         finally:
-            if feeder is not None:
-                feeder.cancel()
-            for t in tasks:
+            for t in (*tasks, *([feeder] if feeder else [])):
                 t.cancel()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await _end_exec(proc, pid_file)
 
-    async def _exec_tty(self, argv: list[str], stdin: AsyncIterator[bytes] | None, stdout: OutputFn | None,
-                        resize: AsyncIterator[tuple[int, int]] | None) -> int:
+    async def _exec_tty(self, argv: list[str], stdin: InputStream | None, stdout: OutputStream | None,
+                        resize: AsyncIterator[TerminalSize] | None, pid_file: Path) -> int:
         master, slave = os.openpty()
         ttymod.setraw(slave)
         try:
@@ -682,7 +714,7 @@ class Runtime:
                 data = os.read(master, 65536)
             except BlockingIOError:
                 return
-            except OSError:
+            except OSError:  # EIO: runc closed its side
                 data = b""
             if not data:
                 loop.remove_reader(master)
@@ -692,11 +724,11 @@ class Runtime:
         async def pump() -> None:
             while data := await out_q.get():
                 if stdout is not None:
-                    await stdout(data)
+                    await stdout.write(data)
 
         async def feed() -> None:
             assert stdin is not None
-            async for chunk in stdin:
+            while chunk := await stdin.read():
                 while chunk:
                     try:
                         chunk = chunk[os.write(master, chunk):]
@@ -705,8 +737,8 @@ class Runtime:
 
         async def resizer() -> None:
             assert resize is not None
-            async for width, height in resize:
-                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+            async for size in resize:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
         helpers = [asyncio.create_task(feed())] if stdin is not None else []
         if resize is not None:
             helpers.append(asyncio.create_task(resizer()))
@@ -714,7 +746,7 @@ class Runtime:
         try:
             code = await proc.wait()
             # the pty may still hold output after runc exits
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(pump_task), 1.0)
             return code
         finally:
@@ -722,17 +754,15 @@ class Runtime:
                 t.cancel()
             loop.remove_reader(master)
             os.close(master)
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await _end_exec(proc, pid_file)
 
     # ---------------------------------------------------------------- attach
 
-    async def attach(self, container_id: str, tty: bool, stdin: AsyncIterator[bytes] | None,
-                     stdout: OutputFn | None, stderr: OutputFn | None,
-                     resize: AsyncIterator[tuple[int, int]] | None) -> int:
-        """Stream the container's live output and feed its stdin (kept by the
-        monitor); returns its exit code once it exits. With stdinOnce, the
+    async def attach(self, container_id: str, tty: bool, stdin: InputStream | None,
+                     stdout: OutputStream | None, stderr: OutputStream | None,
+                     resize: AsyncIterator[TerminalSize] | None) -> int:
+        """Stream the container's live output and feed its stdin (both held by
+        the monitor); returns its exit code once it exits. With stdinOnce the
         container's stdin closes when this attach's stdin ends."""
         self._require(container_id)
         r, w = await _open_unix(self.monitor_socket)
@@ -744,15 +774,15 @@ class Runtime:
 
             async def feed() -> None:
                 assert stdin is not None
-                async for chunk in stdin:
+                while chunk := await stdin.read():
                     w.write(mon.frame(mon.STDIN, chunk))
                     await w.drain()
                 w.write(mon.frame(mon.STDIN_CLOSE))
 
             async def resizer() -> None:
                 assert resize is not None
-                async for width, height in resize:
-                    w.write(mon.frame(mon.RESIZE, f"{width} {height}".encode()))
+                async for size in resize:
+                    w.write(mon.frame(mon.RESIZE, f"{size.width} {size.height}".encode()))
             helpers = [asyncio.create_task(feed())] if stdin is not None else []
             if resize is not None and tty:
                 helpers.append(asyncio.create_task(resizer()))
@@ -760,12 +790,12 @@ class Runtime:
                 while (f := await mon.read_frame(r)) is not None:
                     kind, payload = f
                     if kind == mon.STDOUT and stdout is not None:
-                        await stdout(payload)
+                        await stdout.write(payload)
                     elif kind == mon.STDERR and stderr is not None:
-                        await stderr(payload)
+                        await stderr.write(payload)
                     elif kind == mon.EXIT:
                         return int(payload)
-                raise ConnectionError("the node monitor closed the attach stream")
+                raise ContainerError("the node monitor closed the attach stream")
             finally:
                 for t in helpers:
                     t.cancel()
@@ -830,18 +860,31 @@ async def _run_quiet(argv: list[str]) -> int:
     return await proc.wait()
 
 
-async def _pump_out(stream: asyncio.StreamReader, out: OutputFn) -> None:
+async def _pump_out(stream: asyncio.StreamReader, out: OutputStream) -> None:
     while data := await stream.read(65536):
-        await out(data)
+        await out.write(data)
 
 
-async def _feed_stdin(source: AsyncIterator[bytes], sink: asyncio.StreamWriter | None) -> None:
+async def _feed_stdin(source: InputStream, sink: asyncio.StreamWriter | None) -> None:
     assert sink is not None
     try:
-        async for chunk in source:
+        while chunk := await source.read():
             sink.write(chunk)
             await sink.drain()
     except (ConnectionError, BrokenPipeError):
         pass
     finally:
         sink.close()
+
+
+async def _end_exec(proc: asyncio.subprocess.Process, pid_file: Path) -> None:
+    """After an exec ends or is cancelled: the command itself goes too (runc,
+    once killed, cannot forward signals to it)."""
+    if proc.returncode is None:
+        try:
+            pid = int(await asyncio.to_thread(pid_file.read_text))
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        proc.kill()
+        await proc.wait()

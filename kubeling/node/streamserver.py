@@ -36,11 +36,12 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from cryptography import x509
@@ -117,8 +118,9 @@ class RuntimeStreams(Protocol):
 
     async def logs(self, pod_uid: str, container: str, *, follow: bool, tail_lines: int | None,
                    since: dt.datetime | None, timestamps: bool, previous: bool) -> AsyncIterator[bytes]:
-        """The container's log (raising StreamError at once if there is none);
-        with `follow`, the iterator waits for more until the container ends."""
+        """The container's log. A coroutine that returns the iterator, so that
+        "no such log" (StreamError) is raised before the answer starts; with
+        `follow` the iterator waits for more lines until the container ends."""
         ...
 
 
@@ -134,7 +136,7 @@ def issue_certificate(pki_dir: Path, name: str, common_name: str, *, organizatio
     crt, key_path = pki_dir / f"{name}.crt", pki_dir / f"{name}.key"
     ips = sorted({str(ipaddress.ip_address(a)) for a in addresses if _is_ip(a)})
     dns = sorted({a for a in addresses if not _is_ip(a)})
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if crt.exists() and key_path.exists():
         cert = x509.load_pem_x509_certificate(crt.read_bytes())
         if _names(cert) >= set(ips) | set(dns) and cert.not_valid_after_utc > now + dt.timedelta(days=30):
@@ -200,11 +202,11 @@ def _write_private(path: Path, data: bytes) -> None:
 # ---------------------------------------------------------------- session plumbing
 
 
-def status_success() -> bytes:
+def _status_success() -> bytes:
     return b'{"metadata":{},"status":"Success"}'
 
 
-def status_exit_code(cmd: Sequence[str], code: int) -> bytes:
+def _status_exit_code(cmd: Sequence[str], code: int) -> bytes:
     return json.dumps({
         "metadata": {}, "status": "Failure",
         "message": f"command terminated with non-zero exit code: command '{' '.join(cmd)}' exited with {code}",
@@ -271,7 +273,7 @@ class ResizeEvents:
         return size
 
 
-def parse_size(data: bytes) -> TerminalSize | None:
+def _parse_size(data: bytes) -> TerminalSize | None:
     try:
         d = json.loads(data)
         return TerminalSize(int(d["Width"]), int(d["Height"]))
@@ -287,7 +289,7 @@ async def _pump_input(sock: ChannelSocket, stdin: ChannelInput | None, resize: R
             if channel == STDIN and stdin is not None:
                 await stdin.feed(data)
             elif channel == RESIZE and resize is not None and data:
-                size = parse_size(data)
+                size = _parse_size(data)
                 if size is not None:
                     resize.push(size)
     finally:
@@ -343,11 +345,10 @@ class StreamServer:
         # handler_cancellation: a log follower whose client left must stop waiting for lines
         self._runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls, reuse_address=True)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.create_server((self.host, self.port), family=family)
+        self.port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock, ssl_context=self.tls).start()
         return self.port
 
     async def stop(self) -> None:
@@ -391,10 +392,9 @@ class StreamServer:
         stderr = ChannelOutput(sock, STDERR) if _flag(q, "stderr") and not tty else None
         resize = ResizeEvents() if tty else None
         pump = _task(_pump_input(sock, stdin, resize))
-        if attach:
-            work = _task(self.runtime.attach(m["uid"], m["container"], tty, stdin, stdout, stderr, resize))
-        else:
-            work = _task(self.runtime.exec(m["uid"], m["container"], cmd, tty, stdin, stdout, stderr, resize))
+        work: asyncio.Task[int | None] = _task(
+            self.runtime.attach(m["uid"], m["container"], tty, stdin, stdout, stderr, resize) if attach
+            else self.runtime.exec(m["uid"], m["container"], cmd, tty, stdin, stdout, stderr, resize))
         try:
             await asyncio.wait({pump, work}, return_when=asyncio.FIRST_COMPLETED)
             if not work.done():  # the API server went away: the command stops (finally)
@@ -407,7 +407,7 @@ class StreamServer:
                 status = status_internal(f"error executing command in container: {exc}")
             else:
                 code = work.result()
-                status = status_exit_code(cmd, code) if code else status_success()
+                status = _status_exit_code(cmd, code) if code else _status_success()
             try:
                 await sock.send(ERROR, status)
             except ConnectionError:
@@ -485,10 +485,10 @@ class StreamServer:
 
 def _since(q: Any) -> dt.datetime | None:
     if q.get("sinceTime"):
-        value = dt.datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00"))
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        value = dt.datetime.fromisoformat(q["sinceTime"])
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if q.get("sinceSeconds"):
-        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=int(q["sinceSeconds"]))
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(q["sinceSeconds"]))
     return None
 
 

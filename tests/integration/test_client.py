@@ -15,7 +15,7 @@ from aiohttp import web
 
 from kubeling.api.errors import APIError
 from kubeling.api.registry import Kind, lookup
-from kubeling.client.events import EventRecorder
+from kubeling.client.events import MAX_IN_FLIGHT, EventRecorder
 from kubeling.client.informer import Informer, InformerFactory, object_key
 from kubeling.client.rest import APIConnectionError, Client
 from kubeling.testing import Cluster, free_port
@@ -674,6 +674,29 @@ async def test_event_recorder(client: Client, namespace: str) -> None:
     await recorder.flush()
     [nev] = await events_about(node["metadata"]["uid"], "default")  # type: ignore[index]
     assert "namespace" not in nev["involvedObject"] and nev["involvedObject"]["kind"] == "Node"
+
+
+async def test_event_recorder_bounds_writes_in_flight(client: Client, namespace: str) -> None:
+    cm = await client.create(CONFIGMAPS, configmap("busy", namespace))
+    in_flight = peak = 0
+    real_create = client.create
+
+    async def counting_create(*args: Any, **kw: Any) -> Obj:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await real_create(*args, **kw)
+        finally:
+            in_flight -= 1
+
+    client.create = counting_create  # type: ignore[method-assign]
+    recorder = EventRecorder(client, "test-controller")
+    for i in range(40):
+        recorder.event(cm, "Normal", f"Reason{i}", "distinct")
+    await recorder.flush()
+    assert peak == MAX_IN_FLIGHT
+    assert len((await client.list(EVENTS, namespace))["items"]) == 40
 
 
 async def test_event_recorder_recreates_deleted_event(client: Client, namespace: str) -> None:

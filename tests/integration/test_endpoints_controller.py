@@ -122,7 +122,7 @@ async def env(cluster: Cluster) -> AsyncIterator[Env]:
         recorders.append(EventRecorder(client, component))
         return recorders[-1]
 
-    controllers = [EndpointsController(client, factory, recorder),
+    controllers: list[EndpointsController | EndpointSliceController] = [EndpointsController(client, factory, recorder),
                    EndpointSliceController(client, factory, recorder, max_endpoints_per_slice=5)]
     await factory.start()
     tasks = [asyncio.create_task(c.run(2)) for c in controllers]
@@ -172,7 +172,7 @@ async def test_endpoints_ready_not_ready_and_named_ports(env: Env) -> None:
     assert addr["ip"] == a["status"]["podIP"] or addr["ip"].startswith("10.244.1.")
     assert addr["nodeName"] == "node-a"
     assert addr["targetRef"] == {"kind": "Pod", "namespace": env.ns, "name": "a", "uid": a["metadata"]["uid"]}
-    assert ep["metadata"]["labels"] == {"tier": "web"}
+    assert ep["metadata"]["labels"] == {"tier": "web", "endpoints.kubernetes.io/managed-by": "endpoint-controller"}
     assert RFC3339.match(ep["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"])
 
     # b becomes ready: it moves to addresses, and the trigger time is its Ready transition
@@ -304,7 +304,8 @@ async def test_headless_hostnames_and_labels(env: Env) -> None:
     ep = await eventually(published)
     addrs = {a["targetRef"]["name"]: a for a in ep["subsets"][0]["addresses"]}
     assert addrs["db-0"]["hostname"] == "db-0" and "hostname" not in addrs["db-1"]
-    assert ep["metadata"]["labels"] == {"tier": "web", "service.kubernetes.io/headless": ""}
+    assert ep["metadata"]["labels"] == {"tier": "web", "service.kubernetes.io/headless": "",
+                                        "endpoints.kubernetes.io/managed-by": "endpoint-controller"}
 
     async def slice_() -> Obj:
         slices = await env.slices("db")
@@ -432,7 +433,8 @@ async def test_pods_on_unknown_nodes(env: Env) -> None:
     async def event() -> Obj:
         page = await env.client.list(EVENTS, env.ns, field_selector="reason=FailedToUpdateEndpointSlices")
         assert page["items"], "no event yet"
-        return page["items"][0]
+        first: Obj = page["items"][0]
+        return first
 
     ev = await eventually(event)
     assert ev["message"] == (f"Error updating Endpoint Slices for Service {env.ns}/web: skipping Pod far for "
@@ -464,3 +466,31 @@ async def test_kubectl_shows_endpoints(env: Env, kubectl: Any) -> None:
         return True
 
     await eventually(shown)
+
+
+async def test_leftover_endpoints_at_start(env: Env, cluster: Cluster) -> None:
+    # Endpoints this controller wrote for a Service deleted while it was down, and a hand-made one
+    await env.client.create(ENDPOINTS, {"metadata": {
+        "name": "stale", "namespace": env.ns, "labels": {"endpoints.kubernetes.io/managed-by": "endpoint-controller"}}})
+    await env.client.create(ENDPOINTS, {"metadata": {"name": "handmade", "namespace": env.ns},
+                                        "subsets": [{"addresses": [{"ip": "192.0.2.7"}], "ports": [{"port": 80}]}]})
+    client = await Client.from_kubeconfig(cluster.kubeconfig)
+    factory = InformerFactory(client)
+    controller = EndpointsController(client, factory, lambda component: EventRecorder(client, component))
+    await factory.start()
+    task = asyncio.create_task(controller.run(1))
+    try:
+        async def stale_gone() -> bool:
+            try:
+                await env.endpoints("stale")
+            except APIError as e:
+                return e.code == 404
+            return False
+
+        await eventually(stale_gone)
+        assert (await env.endpoints("handmade"))["subsets"][0]["addresses"] == [{"ip": "192.0.2.7"}]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await factory.stop()
+        await client.close()

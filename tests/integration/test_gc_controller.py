@@ -133,13 +133,13 @@ async def env(cluster: Cluster) -> AsyncIterator[Env]:
 
 
 async def test_kubectl_background_deletes_dependents(env: Env, kubectl: Any) -> None:
-    d, rs, pods = await env.workload("bg")
+    _, _, pods = await env.workload("bg")
     await asyncio.to_thread(kubectl, "delete", "deployment", "bg", "-n", env.ns)
     await eventually(lambda: env.gone((REPLICASETS, "bg-rs"), *[(PODS, p["metadata"]["name"]) for p in pods]))
 
 
 async def test_kubectl_orphan_keeps_dependents(env: Env, kubectl: Any) -> None:
-    d, rs, pods = await env.workload("orph")
+    _, rs, pods = await env.workload("orph")
     out = await asyncio.to_thread(kubectl, "delete", "deployment", "orph", "-n", env.ns, "--cascade=orphan")
     assert 'deployment.apps "orph" deleted' in out
     # kubectl returned once the Deployment was gone: the orphan finalizer was handled first
@@ -154,7 +154,7 @@ async def test_kubectl_orphan_keeps_dependents(env: Env, kubectl: Any) -> None:
 
 
 async def test_kubectl_foreground_deletes_dependents_first(env: Env, kubectl: Any) -> None:
-    d, rs, pods = await env.workload("fg", pods=3)
+    d, _, pods = await env.workload("fg", pods=3)
     # a dependent that does not block its owner does not hold up the deletion
     await env.configmap("fg-config", owner_ref(d, block=False, controller=False))
     order: list[str] = []
@@ -177,7 +177,7 @@ async def test_kubectl_foreground_deletes_dependents_first(env: Env, kubectl: An
 
 async def test_foreground_waits_for_terminating_dependents(env: Env) -> None:
     # a pod bound to a node terminates gracefully: the ReplicaSet, and the Deployment, wait for it
-    d, rs, pods = await env.workload("slow", pods=1, node="node-x")
+    _, _, pods = await env.workload("slow", pods=1, node="node-x")
     await env.client.delete(DEPLOYMENTS, "slow", env.ns, propagation_policy="Foreground")
 
     async def pod_terminating() -> bool:
@@ -250,7 +250,8 @@ async def test_cross_namespace_owner_is_invalid(env: Env) -> None:
     async def warned() -> Obj:
         page = await env.client.list(EVENTS, other, field_selector="reason=OwnerRefInvalidNamespace")
         assert page["items"]
-        return page["items"][0]
+        event: Obj = page["items"][0]
+        return event
 
     ev = await eventually(warned)
     uid = owner["metadata"]["uid"]

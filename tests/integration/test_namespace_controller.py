@@ -71,7 +71,8 @@ async def client(cluster: Cluster) -> AsyncIterator[Client]:
         recorders.append(EventRecorder(c, component))
         return recorders[-1]
 
-    controllers = [NamespaceController(c, factory, recorder, deletion_grace_seconds=0.2),
+    controllers: list[NamespaceController | ServiceAccountsController | GarbageCollector] = [
+        NamespaceController(c, factory, recorder, deletion_grace_seconds=0.2),
                    ServiceAccountsController(c, factory, recorder), GarbageCollector(c, factory, recorder)]
     await factory.start()
     tasks = [asyncio.create_task(ctl.run(2)) for ctl in controllers]
@@ -182,12 +183,12 @@ async def test_default_service_account(client: Client) -> None:
 
     async def recreated() -> bool:
         again = await client.get(SERVICE_ACCOUNTS, "default", ns)
-        return again["metadata"]["uid"] != sa["metadata"]["uid"]
+        return bool(again["metadata"]["uid"] != sa["metadata"]["uid"])
 
     await eventually(recreated)
     # every namespace has one, the system ones included
     for system in ("default", "kube-system", "kube-public", "kube-node-lease"):
-        await eventually(lambda: client.get(SERVICE_ACCOUNTS, "default", system))
+        await eventually(lambda ns=system: client.get(SERVICE_ACCOUNTS, "default", ns))  # type: ignore[misc]
 
     # a terminating namespace gets none back
     await client.create(CONFIGMAPS, {"metadata": {"name": "held", "namespace": ns,

@@ -16,7 +16,6 @@ import errno
 import fcntl
 import json
 import os
-import pty
 import select
 import socket
 import struct
@@ -24,21 +23,26 @@ import subprocess
 import termios
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
-from conftest import Kubectl, make_kubectl
-from kubectl_helpers import MAIN_VERSIONS, at_least
+from kubectl_helpers import MAIN_VERSIONS, at_least, kubectl_for
 
-from kubeling.api.registry import lookup
+from kubeling.api.registry import Kind, lookup
 from kubeling.client.rest import Client
 from kubeling.node import podstatus
 from kubeling.node.streamserver import (
-    InputStream, OutputStream, StreamError, StreamServer, TerminalSize, issue_certificate, serving_tls,
+    InputStream,
+    OutputStream,
+    StreamError,
+    StreamServer,
+    TerminalSize,
+    issue_certificate,
+    serving_tls,
 )
 from kubeling.testing import Cluster, free_port
 
@@ -52,8 +56,15 @@ NS = "kl-test-streaming"
 POD_IP = "192.0.2.10"
 ECHO_PORT, HTTP_PORT = 8080, 8081
 
+
+def _kind(plural: str) -> Kind:
+    kind = lookup("", "v1", plural)
+    assert kind is not None
+    return kind
+
+
 NODES, PODS, NAMESPACES, SERVICES, ENDPOINTS = (
-    lookup("", "v1", p) for p in ("nodes", "pods", "namespaces", "services", "endpoints"))
+    _kind(p) for p in ("nodes", "pods", "namespaces", "services", "endpoints"))
 
 
 # ---------------------------------------------------------------- the runtime double
@@ -64,9 +75,11 @@ class FakeLog:
     entries: list[tuple[dt.datetime, bytes]] = field(default_factory=list)
     ended: bool = True
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: readers following the log now
+    followers: int = 0
 
     def append(self, line: bytes) -> None:
-        self.entries.append((dt.datetime.now(dt.timezone.utc), line))
+        self.entries.append((dt.datetime.now(dt.UTC), line))
         self.changed.set()
 
     def end(self) -> None:
@@ -197,14 +210,18 @@ async def _follow(log: FakeLog, follow: bool, tail: int | None, since: dt.dateti
         start = next((i for i, (t, _) in enumerate(log.entries) if t >= since), len(log.entries))
     if tail is not None:
         start = max(start, len(log.entries) - tail)
-    while True:
-        log.changed.clear()
-        for when, line in log.entries[start:]:
-            yield (when.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode() if timestamps else b"") + line
-        start = len(log.entries)
-        if not follow or log.ended:
-            return
-        await log.changed.wait()
+    log.followers += follow
+    try:
+        while True:
+            log.changed.clear()
+            for when, line in log.entries[start:]:
+                yield (when.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode() if timestamps else b"") + line
+            start = len(log.entries)
+            if not follow or log.ended:
+                return
+            await log.changed.wait()
+    finally:
+        log.followers -= follow
 
 
 async def _feed(stdin: InputStream, pipe: asyncio.StreamWriter) -> None:
@@ -254,17 +271,16 @@ class Agent:
         self._closers.append(_closer(echo))
         http = web.AppRunner(self._http_app())
         await http.setup()
-        site = web.TCPSite(http, "127.0.0.1", 0)
-        await site.start()
+        sock = socket.create_server(("127.0.0.1", 0))
+        await web.SockSite(http, sock).start()
         self._closers.append(http.cleanup)
-        self.ports = {ECHO_PORT: echo.sockets[0].getsockname()[1],
-                      HTTP_PORT: site._server.sockets[0].getsockname()[1]}  # type: ignore[union-attr]
+        self.ports = {ECHO_PORT: echo.sockets[0].getsockname()[1], HTTP_PORT: sock.getsockname()[1]}
         self.client = await Client.from_kubeconfig(self.cluster.kubeconfig, user_agent="kl-test-agent")
         self._closers.append(self.client.close)
         await self._register(port)
 
     def _http_app(self) -> web.Application:
-        async def answer(request: web.Request) -> web.Response:
+        async def answer(request: web.Request) -> web.StreamResponse:
             seen = {"method": request.method, "path": request.path, "query": request.query_string,
                     "body": (await request.read()).decode(), "host": request.host,
                     "authorization": request.headers.get("Authorization", "")}
@@ -300,7 +316,7 @@ class Agent:
 
     async def add_pod(self, name: str, containers: Sequence[str] = ("c",), state: str = "running",
                       log: FakeLog | None = None, node: str = NODE) -> dict[str, Any]:
-        spec = {"nodeName": node, "containers": [
+        spec: dict[str, Any] = {"nodeName": node, "containers": [
             {"name": c, "image": "busybox", "ports": [{"containerPort": ECHO_PORT, "name": "echo"},
                                                        {"containerPort": HTTP_PORT, "name": "http"}]}
             for c in containers]}
@@ -309,7 +325,7 @@ class Agent:
         uid = pod["metadata"]["uid"]
         self.uids[name] = uid
         self.runtime.pods[uid] = FakePod({c: log or FakeLog() for c in containers}, dict(self.ports))
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         statuses = [
             podstatus.running_status(c, started_at=now, container_id=f"kl-test://{name}-{c['name']}",
                                      image_id="busybox", ready=True)
@@ -350,7 +366,7 @@ def agent(cluster: Cluster) -> Iterator[Agent]:
     a = Agent(cluster)
     try:
         a.run(a.start())
-        a.run(a.add_pod("web", log=FakeLog([(dt.datetime.now(dt.timezone.utc), f"line {i}\n".encode())
+        a.run(a.add_pod("web", log=FakeLog([(dt.datetime.now(dt.UTC), f"line {i}\n".encode())
                                              for i in range(1, 6)])))
         a.run(a.add_pod("waiting", state="waiting"))
         a.run(a.add_pod("two", containers=("a", "b")))
@@ -360,10 +376,6 @@ def agent(cluster: Cluster) -> Iterator[Agent]:
         a.loop.call_soon_threadsafe(a.loop.stop)
         a.thread.join(10)
         a.loop.close()
-
-
-def kubectl(version: str, cluster: Cluster, tmp_path: Path) -> Kubectl:
-    return make_kubectl(version, cluster, tmp_path)
 
 
 def requested(stderr: str, verb: str, url: str) -> bool:
@@ -376,7 +388,7 @@ def requested(stderr: str, verb: str, url: str) -> bool:
 
 @pytest.mark.parametrize("version", MAIN_VERSIONS)
 def test_exec_echo(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     p = k.run("exec", "web", "-n", NS, "-v=6", "--", "echo", "hi")
     assert p.stdout == "hi\n"
     upgrade = "GET" if at_least(version, 30) else "POST"
@@ -387,7 +399,7 @@ def test_exec_echo(agent: Agent, cluster: Cluster, tmp_path: Path, version: str)
 
 @pytest.mark.parametrize("version", MAIN_VERSIONS)
 def test_exec_exit_code(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     p = k.run("exec", "web", "-n", NS, "--", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
     assert p.returncode == 3
     assert p.stdout == "out\n"
@@ -396,7 +408,7 @@ def test_exec_exit_code(agent: Agent, cluster: Cluster, tmp_path: Path, version:
 
 @pytest.mark.parametrize("version", MAIN_VERSIONS)
 def test_exec_stdin(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     assert k("exec", "-i", "web", "-n", NS, "--", "cat", input="data\n") == "data\n"
     big = "".join(f"{i:07d}\n" for i in range(40000))  # 320 kB: past every window and buffer
     assert k("exec", "-i", "web", "-n", NS, "--", "cat", input=big) == big
@@ -439,7 +451,7 @@ def run_in_pty(argv: list[str], keys: bytes, timeout: float = 30) -> tuple[int, 
 
 @pytest.mark.parametrize("version", MAIN_VERSIONS)
 def test_exec_tty(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     agent.runtime.sizes.clear()
     code, out = run_in_pty([k.binary, f"--kubeconfig={k.kubeconfig}", f"--cache-dir={k.cache_dir}",
                             "exec", "-it", "web", "-n", NS, "--", "sh"], b"echo $((6*7)); exit\r")
@@ -452,7 +464,7 @@ def test_exec_tty(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) 
 
 @pytest.mark.parametrize("version", ["1.27", "1.33"])
 def test_exec_errors(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     p = k.run("exec", "waiting", "-n", NS, "--", "true", check=False)
     assert p.returncode == 1
     assert p.stderr.endswith('error: unable to upgrade connection: container not found ("c")\n'), p.stderr
@@ -465,7 +477,7 @@ def test_exec_errors(agent: Agent, cluster: Cluster, tmp_path: Path, version: st
 
 @pytest.mark.parametrize("version", ["1.27", "1.33"])
 def test_attach(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     p = k.run("attach", "-i", "two", "-c", "b", "-n", NS, input="typed\n")
     assert p.stdout == "typed\n"
 
@@ -491,18 +503,18 @@ def test_python_client_exec(agent: Agent, cluster: Cluster) -> None:
 
 @pytest.mark.parametrize("version", MAIN_VERSIONS)
 def test_logs(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     assert k("logs", "web", "-n", NS) == "".join(f"line {i}\n" for i in range(1, 6))
     assert k("logs", "web", "-n", NS, "--tail=2") == "line 4\nline 5\n"
     assert k("logs", "web", "-n", NS, "--limit-bytes=10") == "line 1\nlin"
     stamped = k("logs", "web", "-n", NS, "--timestamps", "--tail=1")
     when, line = stamped.split(" ", 1)
-    assert line == "line 5\n" and dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+    assert line == "line 5\n" and dt.datetime.fromisoformat(when)
 
 
 @pytest.mark.parametrize("version", ["1.27", "1.33"])
 def test_logs_follow(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     name = f"follow-{version.replace('.', '')}"
     log = FakeLog(ended=False)
     agent.run(agent.add_pod(name, log=log))
@@ -522,8 +534,28 @@ def test_logs_follow(agent: Agent, cluster: Cluster, tmp_path: Path, version: st
             proc.wait()
 
 
+def test_logs_follower_leaves(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
+    """A follower whose kubectl is gone stops reading the container's log."""
+    k = kubectl_for("1.33", cluster, tmp_path)
+    log = FakeLog(ended=False)
+    agent.run(agent.add_pod("abandoned", log=log))
+    agent.loop.call_soon_threadsafe(log.append, b"first\n")
+    proc = subprocess.Popen([k.binary, f"--kubeconfig={k.kubeconfig}", f"--cache-dir={k.cache_dir}",
+                             "logs", "-f", "abandoned", "-n", NS], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"first\n"
+        assert log.followers == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while log.followers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.followers == 0
+
+
 def test_logs_errors(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
-    k = kubectl("1.33", cluster, tmp_path)
+    k = kubectl_for("1.33", cluster, tmp_path)
     p = k.run("logs", "waiting", "-n", NS, check=False)
     assert p.stderr == ('Error from server (BadRequest): container "c" in pod "waiting" is waiting to start: '
                         'ContainerCreating\n')
@@ -542,7 +574,7 @@ def test_logs_errors(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["1.27", "1.33"])
 def test_port_forward(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     local = free_port()
     proc = subprocess.Popen([k.binary, f"--kubeconfig={k.kubeconfig}", f"--cache-dir={k.cache_dir}", "-v=6",
                              "port-forward", "-n", NS, "pod/web", f"{local}:{ECHO_PORT}"],
@@ -555,10 +587,17 @@ def test_port_forward(agent: Agent, cluster: Cluster, tmp_path: Path, version: s
             with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
                 s.sendall(payload)
                 s.shutdown(socket.SHUT_WR)
-                got = b""
-                while data := s.recv(65536):
-                    got += data
-            assert got == payload
+                assert _read_all(s) == payload
+        # connections at the same time share the session
+        socks = [socket.create_connection(("127.0.0.1", local), timeout=10) for _ in range(4)]
+        try:
+            for i, s in enumerate(socks):
+                s.sendall(f"together {i}\n".encode())
+            for i, s in enumerate(reversed(socks)):
+                assert s.recv(100) == f"together {len(socks) - 1 - i}\n".encode()
+        finally:
+            for s in socks:
+                s.close()
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
@@ -567,8 +606,15 @@ def test_port_forward(agent: Agent, cluster: Cluster, tmp_path: Path, version: s
     assert "error" not in err.lower().replace("errors", ""), err
 
 
+def _read_all(s: socket.socket) -> bytes:
+    got = b""
+    while data := s.recv(65536):
+        got += data
+    return got
+
+
 def test_port_forward_refused(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
-    k = kubectl("1.33", cluster, tmp_path)
+    k = kubectl_for("1.33", cluster, tmp_path)
     local = free_port()
     proc = subprocess.Popen([k.binary, f"--kubeconfig={k.kubeconfig}", f"--cache-dir={k.cache_dir}",
                              "port-forward", "-n", NS, "pod/web", f"{local}:9"],
@@ -589,7 +635,7 @@ def test_port_forward_refused(agent: Agent, cluster: Cluster, tmp_path: Path) ->
 
 
 def test_pod_proxy(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
-    k = kubectl("1.33", cluster, tmp_path)
+    k = kubectl_for("1.33", cluster, tmp_path)
     seen = json.loads(k("get", "--raw", f"/api/v1/namespaces/{NS}/pods/web:{HTTP_PORT}/proxy/hello/?x=1&y=2"))
     assert seen == {"method": "GET", "path": "/hello/", "query": "x=1&y=2", "body": "",
                     "host": f"{POD_IP}:{HTTP_PORT}", "authorization": ""}
@@ -602,7 +648,7 @@ def test_pod_proxy(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
 
 
 def test_service_proxy(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
-    k = kubectl("1.33", cluster, tmp_path)
+    k = kubectl_for("1.33", cluster, tmp_path)
 
     async def create() -> None:
         await agent.client.create(SERVICES, {"apiVersion": "v1", "kind": "Service", "metadata": {
@@ -627,7 +673,7 @@ def test_service_proxy(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["1.27", "1.33"])
 def test_exec_stops_when_client_leaves(agent: Agent, cluster: Cluster, tmp_path: Path, version: str) -> None:
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, cluster, tmp_path)
     proc = subprocess.Popen([k.binary, f"--kubeconfig={k.kubeconfig}", f"--cache-dir={k.cache_dir}", "exec",
                              "web", "-n", NS, "--", "sh", "-c", "echo started; exec sleep 60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -644,7 +690,7 @@ def test_exec_stops_when_client_leaves(agent: Agent, cluster: Cluster, tmp_path:
 
 
 def test_unreachable_and_simulated_nodes(agent: Agent, cluster: Cluster, tmp_path: Path) -> None:
-    k = kubectl("1.33", cluster, tmp_path)
+    k = kubectl_for("1.33", cluster, tmp_path)
     dead = free_port()
     agent.run(agent.add_node("kl-test-dead-node", dead))
     agent.run(agent.add_pod("orphan", node="kl-test-dead-node"))
@@ -694,7 +740,7 @@ class Peer:
         self.inflate = spdy.HeaderDecompressor()
 
         class Out:
-            async def read(inner) -> bytes:  # noqa: N805
+            async def read(inner) -> bytes:
                 return await self.channel.outbound.get()
         self.frames = spdy.FrameReader(Out())  # type: ignore[arg-type]
 
@@ -709,6 +755,11 @@ class Peer:
     async def next(self) -> Any:
         return await asyncio.wait_for(self.frames.next(), 5)
 
+    async def accept(self) -> Any:
+        stream = await asyncio.wait_for(self.session.accept(), 5)
+        assert stream is not None
+        return stream
+
     async def data(self, stream_id: int, n: int) -> bytes:
         """n bytes of DATA for the stream (failing on any other frame)."""
         got = b""
@@ -720,13 +771,14 @@ class Peer:
 
 
 async def test_spdy_dictionary_and_headers() -> None:
-    from kubeling.apiserver import spdy
     import zlib
+
+    from kubeling.apiserver import spdy
     assert (len(spdy.DICTIONARY), zlib.adler32(spdy.DICTIONARY)) == (1423, 0xE3C6A7C2)
     peer = Peer()
     for i, kind in enumerate(("error", "stdout"), 0):
         peer.syn_stream(1 + 2 * i, {"streamtype": kind, "Port": "80"})
-        stream = await asyncio.wait_for(peer.session.accept(), 5)
+        stream = await peer.accept()
         assert (stream.id, stream.header("streamtype"), stream.header("port")) == (1 + 2 * i, kind, "80")
         await stream.reply([("x-reply", str(i))])
         f = await peer.next()
@@ -746,7 +798,7 @@ async def test_spdy_data_fin_reset_and_windows() -> None:
     from kubeling.apiserver import spdy
     peer = Peer()
     peer.syn_stream(1, {"streamtype": "data"})
-    stream = await asyncio.wait_for(peer.session.accept(), 5)
+    stream = await peer.accept()
     await stream.reply()
     await peer.next()
     # a peer without flow control (spdystream) gets everything at once
@@ -764,7 +816,7 @@ async def test_spdy_data_fin_reset_and_windows() -> None:
     peer = Peer()
     peer.send(spdy.control_frame(spdy.SETTINGS, 0, struct.pack(">III", 1, spdy.SETTINGS_INITIAL_WINDOW_SIZE, 1000)))
     peer.syn_stream(3, {"streamtype": "data"})
-    small = await asyncio.wait_for(peer.session.accept(), 5)
+    small = await peer.accept()
     await small.reply()
     await peer.next()
     writer = asyncio.create_task(small.write(b"z" * 3000))

@@ -17,6 +17,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ pytestmark = [
 ]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done"
 
 
 # ---------------------------------------------------------------- a busybox image without a registry
@@ -129,12 +131,12 @@ class Node:
             hosts=[("10.1.2.3", ["alias.example"])]))
 
     def spec(self, sb: Sandbox, name: str, command: list[str], attempt: int = 0, **kw: Any) -> ContainerSpec:
-        values: dict[str, Any] = dict(
-            pod_uid=sb.pod_uid, name=name, attempt=attempt, image=self.image, command=command, args=[],
-            env=[("GREETING", "hi")], working_dir=None, user=None, tty=False, stdin=False, stdin_once=False,
-            memory_limit=None, cpu_quota_millis=None, cpu_shares=None, privileged=False, capabilities_add=[],
-            capabilities_drop=[], read_only_root=False, mounts=[],
-            log_path=self.dir / "pods" / f"default_{sb.name}_{sb.pod_uid}" / name / f"{attempt}.log")
+        values: dict[str, Any] = {
+            "pod_uid": sb.pod_uid, "name": name, "attempt": attempt, "image": self.image, "command": command, "args": [],
+            "env": [("GREETING", "hi")], "working_dir": None, "user": None, "tty": False, "stdin": False, "stdin_once": False,
+            "memory_limit": None, "cpu_quota_millis": None, "cpu_shares": None, "privileged": False, "capabilities_add": [],
+            "capabilities_drop": [], "read_only_root": False, "mounts": [],
+            "log_path": self.dir / "pods" / f"default_{sb.name}_{sb.pod_uid}" / name / f"{attempt}.log"}
         values.update(kw)
         return ContainerSpec(**values)
 
@@ -214,28 +216,32 @@ async def teardown(node: Node) -> None:
     # the netns is gone with its links; a failure above may have left mounts
     for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
         target = line.split()[4]
-        if target.startswith(str(node.dir)) or target.startswith(f"/run/netns/{node.prefix}"):
+        if target.startswith((str(node.dir), f"/run/netns/{node.prefix}")):
             umount(target, detach=True)
     for p in NETNS_DIR.iterdir():
         if p.name.startswith(node.prefix):
             p.unlink()
-    for d in cgroup_dirs(node.prefix):
+    remove_cgroups(node.prefix)
+    shutil.rmtree(node.dir, ignore_errors=True)
+
+
+def remove_cgroups(prefix: str) -> None:
+    for d in cgroup_dirs(prefix):
         for child in d.iterdir():
             if child.is_dir():
                 with contextlib.suppress(OSError):
                     child.rmdir()
         with contextlib.suppress(OSError):
             d.rmdir()
-    shutil.rmtree(node.dir, ignore_errors=True)
 
 
-@pytest.fixture
-async def node(image: Image, tmp_path: Path) -> AsyncIterator[Node]:
+@contextlib.asynccontextmanager
+async def node_context(image: Image, tmp: Path) -> AsyncIterator[Node]:
     rand = secrets.token_hex(3)
     prefix = f"kl-test-{rand}"
     cfg = NodeNetworkConfig(netns=prefix, bridge=f"klb{rand}", node_ip="192.0.2.10/24", nic=f"kln{rand}",
                             pod_netns_prefix=f"{prefix}-pod", veth_prefix=f"kv{rand[:5]}")
-    d = tmp_path / "node"
+    d = tmp / "node"
     state = d / "state"
     net = NodeNetwork(cfg, state)
     ipam = IPAM(cfg.pod_cidr, state / "ipam.json")
@@ -247,6 +253,12 @@ async def node(image: Image, tmp_path: Path) -> AsyncIterator[Node]:
         yield n
     finally:
         await teardown(n)
+
+
+@pytest.fixture
+async def node(image: Image, tmp_path: Path) -> AsyncIterator[Node]:
+    async with node_context(image, tmp_path) as n:
+        yield n
 
 
 # ---------------------------------------------------------------- node network and sandboxes
@@ -388,18 +400,29 @@ async def test_tty_container_logs_to_stdout(node: Node) -> None:
 
 # ---------------------------------------------------------------- exec, attach, port-forward
 
-async def chunks(*items: bytes, delay: float = 0.0) -> AsyncIterator[bytes]:
-    for item in items:
-        await asyncio.sleep(delay)
-        yield item
+class Input:
+    """A client's stdin: chunks, then EOF."""
+
+    def __init__(self, *items: bytes, delay: float = 0.0) -> None:
+        self.items, self.delay = list(items), delay
+
+    async def read(self) -> bytes:
+        await asyncio.sleep(self.delay)
+        return self.items.pop(0) if self.items else b""
 
 
 class Sink:
     def __init__(self) -> None:
         self.data = b""
 
-    async def __call__(self, data: bytes) -> None:
+    async def write(self, data: bytes) -> None:
         self.data += data
+
+
+@dataclass(frozen=True)
+class Size:
+    width: int
+    height: int
 
 
 async def test_exec(node: Node) -> None:
@@ -407,7 +430,7 @@ async def test_exec(node: Node) -> None:
     st = await node.run(sb, "c", ["sleep", "1000"])
     out, err = Sink(), Sink()
     code = await node.runtime.exec(st.id, ["sh", "-c", "cat; echo to-err >&2; exit 5"], False,
-                                   chunks(b"hello ", b"world\n"), out, err, None)
+                                   Input(b"hello ", b"world\n"), out, err, None)
     assert (code, out.data, err.data) == (5, b"hello world\n", b"to-err\n")
     out, err = Sink(), Sink()
     code = await node.runtime.exec(st.id, ["sh", "-c", "echo $GREETING $HOSTNAME; pwd"], False, None, out, err, None)
@@ -418,6 +441,18 @@ async def test_exec(node: Node) -> None:
                         b'executable file not found in $PATH: unknown\n')
     assert await node.runtime.exec(st.id, ["/bin/nope"], False, None, out, err, None) == 126
     assert await node.runtime.exec(st.id, ["/bin/sh", "-c", "kill -9 $$"], False, None, out, err, None) == 137
+    # a client that goes away takes its command with it
+    out = Sink()
+    task = asyncio.create_task(node.runtime.exec(st.id, ["sh", "-c", "echo started; exec sleep 777"], False, None,
+                                                 out, None, None))
+    while b"started" not in out.data:
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    ps = Sink()
+    assert await node.runtime.exec(st.id, ["ps"], False, None, ps, None, None) == 0
+    assert b"sleep 1000" in ps.data and b"sleep 777" not in ps.data
 
 
 async def test_exec_tty_with_resize(node: Node) -> None:
@@ -425,8 +460,8 @@ async def test_exec_tty_with_resize(node: Node) -> None:
     st = await node.run(sb, "c", ["sleep", "1000"])
     out = Sink()
 
-    async def sizes() -> AsyncIterator[tuple[int, int]]:
-        yield (132, 40)
+    async def sizes() -> AsyncIterator[Size]:
+        yield Size(132, 40)
     code = await node.runtime.exec(st.id, ["sh", "-c", "sleep 0.5; stty size; tty; exit 2"], True, None, out,
                                    None, sizes())
     assert code == 2
@@ -439,7 +474,7 @@ async def test_attach_with_stdin_once(node: Node) -> None:
     st = await node.run(sb, "c", ["sh", "-c", "while read line; do echo got $line; done; echo bye; exit 9"],
                         stdin=True, stdin_once=True)
     out = Sink()
-    code = await asyncio.wait_for(node.runtime.attach(st.id, False, chunks(b"a\n", b"b\n", delay=0.1), out, None,
+    code = await asyncio.wait_for(node.runtime.attach(st.id, False, Input(b"a\n", b"b\n", delay=0.1), out, None,
                                                       None), 10)
     assert (code, out.data) == (9, b"got a\ngot b\nbye\n")
     assert [e[2] for e in node.log_entries(st)] == ["got a", "got b", "bye"]
@@ -468,8 +503,7 @@ async def test_port_forward(node: Node) -> None:
 
 async def test_agent_restart_keeps_containers_logs_and_exits(node: Node) -> None:
     sb = await node.pod("restart")
-    ticker = await node.run(sb, "ticker", ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); "
-                                                       "sleep 0.05; done"])
+    ticker = await node.run(sb, "ticker", ["sh", "-c", TICKER])
     quitter = await node.run(sb, "quitter", ["sh", "-c", "sleep 0.5; echo leaving; exit 5"])
     await asyncio.sleep(0.2)
     # The agent goes away: nothing but the Runtime object's connection ends.
@@ -493,6 +527,48 @@ async def test_agent_restart_keeps_containers_logs_and_exits(node: Node) -> None
     await node.runtime.stop(ticker.id, 0)
     assert seen == [ticker.id]
     assert {s.name for s in await node.runtime.list(sb.pod_uid)} == {"ticker", "quitter"}
+
+
+async def monitor_crash_scenario(tmp: Path) -> None:
+    """Run as pid 1 of a fresh pid namespace (see the test below): the
+    container orphaned by the killed monitor is reaped when it ends."""
+    image = Image(build_busybox_layers(tmp / "image"), ImageConfig())
+    async with node_context(image, tmp) as node:
+        print("prefix", node.prefix, flush=True)
+        sb = await node.pod("crash")
+        ticker = await node.run(sb, "ticker", ["sh", "-c", TICKER])
+        old_monitor = await node.runtime.monitor_pid()
+        os.kill(old_monitor, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:   # the runtime starts a new monitor, which re-adopts the container
+            with contextlib.suppress(Exception):
+                if await node.runtime.monitor_pid() != old_monitor:
+                    break
+            assert time.monotonic() < deadline, "no new monitor"
+            await asyncio.sleep(0.1)
+        node.monitor_pids.add(await node.runtime.monitor_pid())
+        st = await node.runtime.status(ticker.id)
+        assert (st.state, st.pid) == ("running", ticker.pid)
+        before = len(node.log_entries(ticker))
+        await asyncio.sleep(0.5)
+        assert len(node.log_entries(ticker)) > before + 3, "logs stopped after the monitor restart"
+        await node.runtime.stop(ticker.id, 0)
+        done = await node.runtime.status(ticker.id)
+        assert (done.state, done.exit_code) == ("exited", 255), done
+        assert done.message and "monitor restarted" in done.message
+
+
+def test_monitor_crash_readopts_containers(tmp_path: Path) -> None:
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare")
+    # A private pid namespace (and mount namespace, for its /proc): whatever
+    # the killed monitor leaves behind dies and is reaped with it.
+    proc = subprocess.run(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", sys.executable, __file__,
+                           "monitor-crash", str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
+    prefix = next((ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("prefix ")), None)
+    if prefix:   # cgroups are not namespaced: remove what a failed run may have left
+        remove_cgroups(prefix)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # ---------------------------------------------------------------- leaks and costs
@@ -527,7 +603,7 @@ async def test_no_leaks_after_create_delete_cycles(node: Node) -> None:
 
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))] * 1000
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))] * 1000
 
 
 def _rss_kb(pid: int) -> int:
@@ -572,3 +648,25 @@ async def test_measure_start_latency_and_monitor_overhead(node: Node, capsys: py
               f"\nmonitor RSS {rss_before} kB -> {rss_after} kB with 50 containers "
               f"({(rss_after - rss_before) / 50:.0f} kB per container)")
     assert statistics.median(runs) < 1.0
+
+
+
+async def test_measure_100_pods_at_once(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmark's shape: 100 one-container pods started together."""
+    async def start_pod(i: int) -> tuple[float, str]:
+        t = time.perf_counter()
+        sb = await node.pod(f"b-{i}", uid=f"b-{i}")
+        st = await node.runtime.run(sb, node.spec(sb, "c", ["sleep", "1000"]))
+        return time.perf_counter() - t, st.state
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(start_pod(i) for i in range(100)))
+    wall = time.perf_counter() - t0
+    assert {state for _, state in results} == {"running"}
+    latencies = [t for t, _ in results]
+    with capsys.disabled():
+        print(f"\n100 pods at once: all running after {wall:.2f} s; per pod median {_pct(latencies, .5):.0f} ms, "
+              f"p99 {_pct(latencies, .99):.0f} ms")
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "monitor-crash":
+    asyncio.run(monitor_crash_scenario(Path(sys.argv[2])))

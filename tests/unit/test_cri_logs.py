@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from kubeling.node.logs import MAX_LINE, CRILogWriter, LogOptions, cri_timestamp, parse_line, parse_timestamp, \
-    read_log
+from kubeling.node.logs import (
+    MAX_LINE,
+    CRILogWriter,
+    LogOptions,
+    cri_timestamp,
+    parse_line,
+    parse_timestamp,
+    read_log,
+)
 
 LINE = re.compile(rb"^(\S+) (stdout|stderr) ([FP]) (.*)$")
 
@@ -103,7 +110,7 @@ async def test_read_tail_large_file(tmp_path: Path) -> None:
 
 
 async def test_read_since_and_timestamps(logfile: Path) -> None:
-    since = datetime(2023, 11, 14, 22, 13, 24, tzinfo=timezone.utc)
+    since = datetime(2023, 11, 14, 22, 13, 24, tzinfo=UTC)
     assert await collect(logfile, LogOptions(since=since)) == b"line 4\nline 5\n"
     out = await collect(logfile, LogOptions(tail=1, timestamps=True))
     assert out == b"2023-11-14T22:13:25.5Z line 5\n"

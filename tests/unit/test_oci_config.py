@@ -22,7 +22,6 @@ from kubeling.node.oci import (
     runtime_config,
 )
 
-
 # ---------------------------------------------------------------- entrypoint / cmd
 
 @pytest.mark.parametrize(("entrypoint", "cmd", "command", "args", "want"), [
@@ -137,11 +136,11 @@ def test_capabilities_all() -> None:
 # ---------------------------------------------------------------- config.json
 
 def _config(**kw: object) -> dict:  # type: ignore[type-arg]
-    base: dict[str, object] = dict(
-        args=["sh"], env=["PATH=/bin"], cwd="/", user=User(1000, 1000, [5]), tty=False, hostname="web-0",
-        netns_path="/run/netns/kl-pod", uts_path="/s/ns/uts", ipc_path="/s/ns/ipc", etc_dir=Path("/s/etc"),
-        shm_path=Path("/s/shm"), mounts=[("/data/cm", "/etc/config", True), ("/data/empty", "/cache", False)],
-        cgroups_path="/kubeling/abc", cgroup_v2=False, nofile=16384)
+    base: dict[str, object] = {
+        "args": ["sh"], "env": ["PATH=/bin"], "cwd": "/", "user": User(1000, 1000, [5]), "tty": False, "hostname": "web-0",
+        "netns_path": "/run/netns/kl-pod", "uts_path": "/s/ns/uts", "ipc_path": "/s/ns/ipc", "etc_dir": Path("/s/etc"),
+        "shm_path": Path("/s/shm"), "mounts": [("/data/cm", "/etc/config", True), ("/data/empty", "/cache", False)],
+        "cgroups_path": "/kubeling/abc", "cgroup_v2": False, "nofile": 16384}
     base.update(kw)
     return runtime_config(ContainerConfig(**base))  # type: ignore[arg-type]
 
