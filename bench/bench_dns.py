@@ -222,6 +222,20 @@ def query_files(d: Path, count: int) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- main
 
+@dataclass
+class Target:
+    label: str
+    transport: str
+    port: int
+    pid: int
+    queries: Path
+    latency: bool = True
+
+
+def median_run(runs: list[Run]) -> Run:
+    return sorted(runs, key=lambda r: r.qps)[len(runs) // 2]
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve-dns":
         asyncio.run(serve_dns(sys.argv[2], int(sys.argv[3])))
@@ -231,7 +245,8 @@ def main() -> None:
         asyncio.run(serve(int(sys.argv[2])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per dnsperf run")
+    parser.add_argument("--repeat", type=int, default=3, help="peak runs per cell; the median is reported")
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--concurrency", default="10,50,200",
                         help="queries outstanding, comma-separated (dnsperf paces itself below 10)")
@@ -240,48 +255,59 @@ def main() -> None:
         sys.exit("dnsperf is not installed (apt-get install dnsperf)")
     levels = [int(c) for c in args.concurrency.split(",")]
 
+    rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kl-bench-dns-") as tmp, running_cluster(Path(tmp) / "cluster") as cluster:
         asyncio.run(create_services(cluster.kubeconfig, args.services))
         files = query_files(Path(tmp), args.services)
-        rows: list[str] = []
-        port = free_port()
-        server = spawn("serve-dns", str(cluster.kubeconfig), str(port))
+        ports = [free_port() for _ in range(3)]
+        servers = [spawn("serve-dns", str(cluster.kubeconfig), str(ports[0])),
+                   spawn("serve-echo", str(ports[1]), "protocol"), spawn("serve-echo", str(ports[2]), "batched")]
+        dns_pid = servers[0].pid
+        targets = [Target(label, transport, ports[0], dns_pid, path)
+                   for transport in ("UDP", "TCP") for label, path in files.items()]
+        targets += [Target("asyncio UDP echo (DatagramProtocol)", "UDP", ports[1], servers[1].pid,
+                           files["cluster A"], latency=False),
+                    Target("asyncio UDP echo (batched reader)", "UDP", ports[2], servers[2].pid,
+                           files["cluster A"], latency=False)]
         try:
-            for label, path in files.items():
-                for tcp in (False, True):
-                    for c in levels:
-                        peak = dnsperf(port, path, c, args.duration, server.pid, tcp=tcp)
-                        lat = dnsperf(port, path, c, min(args.duration, 5), server.pid, tcp=tcp, latencies=True)
-                        rows.append(f"| {label} | {'TCP' if tcp else 'UDP'} | {c} | {peak.qps:,.0f}/s | "
-                                    f"{lat.p50 * 1e3:.2f} ms | {lat.p99 * 1e3:.2f} ms | {peak.cpu:.0%} | "
-                                    f"{peak.gen_cpu:.0%} | {peak.lost} |")
-        finally:
-            stop(server)
-        echoes: list[str] = []
-        for kind in ("protocol", "batched"):
-            eport = free_port()
-            echo = spawn("serve-echo", str(eport), kind)
-            try:
+            # Targets interleaved at each level, so that the machine's other load
+            # weighs on the DNS server and on its ceilings alike.
+            results: dict[tuple[str, str, int], tuple[Run, Run | None]] = {}
+            for c in levels:
+                for t in targets:
+                    tcp = t.transport == "TCP"
+                    peak = median_run([dnsperf(t.port, t.queries, c, args.duration, t.pid, tcp=tcp)
+                                       for _ in range(args.repeat)])
+                    lat = dnsperf(t.port, t.queries, c, args.duration, t.pid, tcp=tcp, latencies=True) \
+                        if t.latency else None
+                    results[(t.label, t.transport, c)] = (peak, lat)
+            for t in targets:
                 for c in levels:
-                    peak = dnsperf(eport, files["cluster A"], c, args.duration, echo.pid)
-                    echoes.append(f"| asyncio UDP echo ({'DatagramProtocol' if kind == 'protocol' else 'batched reader'}) "
-                                  f"| UDP | {c} | {peak.qps:,.0f}/s | | | {peak.cpu:.0%} | {peak.gen_cpu:.0%} | {peak.lost} |")
-            finally:
-                stop(echo)
+                    peak, lat = results[(t.label, t.transport, c)]
+                    per_core = peak.qps / peak.cpu if peak.cpu else 0.0
+                    p50 = f"{lat.p50 * 1e3:.2f} ms" if lat else ""
+                    p99 = f"{lat.p99 * 1e3:.2f} ms" if lat else ""
+                    rows.append(f"| {t.label} | {t.transport} | {c} | {peak.qps:,.0f}/s | {p50} | {p99} | "
+                                f"{peak.cpu:.0%} | {per_core:,.0f}/s | {peak.gen_cpu:.0%} | {peak.lost} |")
+        finally:
+            for proc in servers:
+                stop(proc)
 
     print()
-    print(f"kubeling cluster DNS, {args.services} ClusterIP Services + 1 headless (10 endpoints), "
-          f"dnsperf {args.duration:.0f} s per run, {os.cpu_count()} cores shared by server and dnsperf")
+    print(f"kubeling cluster DNS, {args.services} ClusterIP Services + 1 headless (10 endpoints); dnsperf, "
+          f"median of {args.repeat} runs of {args.duration:.0f} s per cell; {os.cpu_count()} cores shared by the "
+          "server, dnsperf and whatever else runs on the machine")
     print()
-    print("| queries | transport | outstanding | queries/s | p50 | p99 | server CPU | dnsperf CPU | lost |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for row in rows + echoes:
+    print("| queries | transport | outstanding | queries/s | p50 | p99 | server CPU | q/s per server core "
+          "| dnsperf CPU | lost |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
         print(row)
-    print(f"| CoreDNS, cluster names | UDP | | {COREDNS_QPS} | | | | | |")
+    print(f"| CoreDNS, cluster names | UDP | | {COREDNS_QPS} | | | | | | |")
     print()
-    print("p50/p99 come from a second, shorter run with per-query latencies (dnsperf -v); "
-          "CPU columns: CPU seconds per wall second (100% = one core) of the DNS server process and of "
-          "dnsperf during the peak run.")
+    print("p50/p99: a further run with per-query latencies (dnsperf -v). server CPU: CPU seconds per wall second "
+          "(100% = one core) of the serving process; q/s per server core = queries/s / server CPU, the rate one "
+          "whole core would give (it discounts the share of the machine other processes took).")
     print(f"load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 

@@ -4,6 +4,7 @@ OpenAPI, health endpoints and the resource routes."""
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -13,7 +14,7 @@ from aiohttp import web
 from ..api import errors
 from ..api.registry import lookup
 from ..storage.store import Store, StoreClosed
-from . import discovery, openapi
+from . import discovery, openapi, streaming
 from .admission import Admission
 from .crud import Objects
 from .handlers import ResourceHandlers
@@ -36,6 +37,8 @@ class Config:
     advertise: str = "127.0.0.1:6443"
     #: tolerationSeconds the admission gives pods for the not-ready and unreachable taints
     default_toleration_seconds: int = 300
+    #: TLS for the hop to node agents; None leaves exec/attach/portforward/log/proxy unserved
+    node_client_tls: ssl.SSLContext | None = None
     tokens: dict[str, TokenUser] = field(default_factory=dict)
 
 
@@ -50,6 +53,8 @@ class APIServer:
         self.admission = Admission(self.objects, self.services, ns_kind, config.default_toleration_seconds)
         self.crud = Objects(self.objects, self.admission)
         self.resources = ResourceHandlers(self.objects, self.crud)
+        if config.node_client_tls is not None:
+            streaming.install(self.resources, streaming.NodeDialer(self.objects, config.node_client_tls))
         self.ready = False
         self.started = time.time()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..storage.sqlite import SQLiteStore
+from . import streaming
 from .app import APIServer, Config
 from .bootstrap import bootstrap
 from .pki import ensure_pki, host_addresses, load_tokens, write_admin_kubeconfig
@@ -79,7 +80,8 @@ async def start_server(opts: ServerOptions) -> RunningServer:
         kubeconfig = write_admin_kubeconfig(opts.data_dir, pki, url)
         config = Config(service_cidr=opts.service_cidr, node_port_range=opts.node_port_range,
                         advertise=f"{adv}:{opts.port}", tokens=load_tokens(pki),
-                        default_toleration_seconds=opts.default_toleration_seconds)
+                        default_toleration_seconds=opts.default_toleration_seconds,
+                        node_client_tls=streaming.node_client_tls(pki.dir))
         api = APIServer(store, config)
         await bootstrap(api, adv, opts.port)
         ctx = None
