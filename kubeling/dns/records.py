@@ -168,6 +168,10 @@ class RecordIndex:
         records = self._service_records(namespace, name, service, slices) if service is not None else []
         self._set(f"svc/{namespace}/{name}", records, [])
 
+    def service_keys(self) -> list[str]:
+        """"namespace/name" of every Service that has records here."""
+        return [key[4:] for key in self._contrib if key.startswith("svc/")]
+
     def set_namespace(self, name: str, exists: bool) -> None:
         names = [self._name(name, "svc"), self._name(name, "pod")] if exists else []
         self._set(f"ns/{name}", [], names)

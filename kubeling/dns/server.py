@@ -134,9 +134,12 @@ class DNSServer:
 
     def _dirty_service(self, key: str) -> None:
         """Recompute the Service's records soon, from the caches as they are
-        then: a burst of slice updates costs one recomputation."""
+        then: a burst of slice updates costs one recomputation. Before start
+        there is nothing to do: start computes every Service."""
+        if not self._serving:
+            return
         self._dirty.add(key)
-        if self._serving and self._flush_handle is None:
+        if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
@@ -171,6 +174,10 @@ class DNSServer:
         except TimeoutError:
             log.warning("cluster DNS: serving before the API caches are synced")
         self._serving = True
+        # every Service the API has, and every one the index still holds (a restart
+        # after one was deleted)
+        self._dirty.update(object_key(svc) for svc in self._services.list())
+        self._dirty.update(self.index.service_keys())
         self._flush()
         loop = asyncio.get_running_loop()
         loop.add_reader(self._udp.fileno(), self._read_udp)
@@ -189,6 +196,7 @@ class DNSServer:
 
     async def stop(self) -> None:
         self._serving = False
+        self._dirty.clear()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None

@@ -299,7 +299,9 @@ class NodeAgent:
             worker = self.workers[uid] = PodWorker(self.ctx, uid, pod, self._worker_done)
             worker.start()
             return
-        worker.update(pod)
+        # Status changes (most of them this agent's own writes) are no reason to sync, as in the
+        # kubelet's pod config, which compares only what the node acts on.
+        worker.update(pod, wake=_differs(worker.pod, pod))
 
     def _pod_deleted(self, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
@@ -449,6 +451,15 @@ class NodeAgent:
         await web.SockSite(runner, sock, ssl_context=tls).start()
         self._stream_runner = runner
         return int(sock.getsockname()[1])
+
+
+def _differs(old: Obj | None, new: Obj) -> bool:
+    """podsDifferSemantically: spec, labels, annotations and the deletion fields."""
+    if old is None:
+        return True
+    o, n = old.get("metadata") or {}, new.get("metadata") or {}
+    return old.get("spec") != new.get("spec") or any(
+        o.get(k) != n.get(k) for k in ("labels", "annotations", "deletionTimestamp", "deletionGracePeriodSeconds"))
 
 
 def _read_text(path: Path) -> str:

@@ -29,7 +29,6 @@ MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 MS_BIND = 0x1000
-MS_REC = 0x4000
 MNT_DETACH = 0x2
 
 NS_FLAGS = {"net": CLONE_NEWNET, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC}
@@ -123,14 +122,17 @@ class NamespaceWorker:
     that cannot is fatal to the worker (the next call fails loudly instead of
     doing pod work in the wrong namespace)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, home_netns: str | None = None) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._home: dict[str, int] = {}
+        self._home_netns = home_netns
         self._broken: str | None = None
 
     def _init_home(self) -> None:
         if not self._home:
             self._home = {kind: thread_ns_fd(kind) for kind in NS_FLAGS}
+            if self._home_netns and is_pinned(self._home_netns):
+                self.enter_home_netns(self._home_netns)
 
     def restore(self) -> None:
         """Back to the home namespaces; marks the worker broken if that fails."""

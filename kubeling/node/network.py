@@ -66,7 +66,7 @@ class NodeNetwork:
         self.gateway = str(net[1])
         self.node_ip: str = cfg.node_ip.split("/")[0] if cfg.node_ip else self.gateway
         self.netns_path: str | None = str(NETNS_DIR / cfg.netns) if cfg.netns else None
-        self.worker = NamespaceWorker("kl-netns")
+        self.worker = NamespaceWorker("kl-netns", self.netns_path)
         self._ipr: Any = None
 
     # ---------------------------------------------------------------- helpers for the worker thread

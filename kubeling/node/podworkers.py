@@ -321,11 +321,12 @@ class PodWorker:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._stop_probes()
 
-    def update(self, pod: Obj | None) -> None:
+    def update(self, pod: Obj | None, wake: bool = True) -> None:
         self.pod = pod
         if pod is not None:
             self.last_pod = pod
-        self.wake()
+        if wake:
+            self.wake()
 
     def wake(self, delay: float = 0.0) -> None:
         """Sync now, or within `delay` seconds (the earliest of the pending timers wins)."""
@@ -408,6 +409,7 @@ class PodWorker:
             return
         running = {st.id for sts in instances.values() for st in sts if st.state == "running"}
         await self._stop_probes(keep=running)
+        T0 = time.monotonic()
         if self.sandbox is None:
             # Pending/ContainerCreating goes out while the namespaces are made
             self._set_status(pod, instances)
@@ -415,13 +417,17 @@ class PodWorker:
                 self._set_status(pod, instances)
                 return
         assert self.sandbox is not None
+        T1 = time.monotonic()
         pctx = await self._pod_context(pod)
         if not await self._setup_volumes(pod, pctx):
             self._set_status(pod, instances)
             return
         self._set_status(pod, instances)
+        T2 = time.monotonic()
         await self._sync_containers(pod, instances, pctx)
+        T3 = time.monotonic()
         self._set_status(pod, await self._observe(pod))
+        log.warning("TIMING %s sandbox %.0f ctx %.0f containers %.0f observe %.0f", meta["name"], (T1-T0)*1000, (T2-T1)*1000, (T3-T2)*1000, (time.monotonic()-T3)*1000)
         self.wake(RESYNC)
 
     async def _create_sandbox(self, pod: Obj) -> bool:
@@ -588,9 +594,11 @@ class PodWorker:
         """startContainer: image, configuration, create and start; failures land in the
         container's waiting reason and as events."""
         rec = self._record(c["name"])
+        T0 = time.monotonic()
         image = await self._ensure_image(pod, c)
         if image is None:
             return
+        T1 = time.monotonic()
         try:
             spec = await self._container_spec(pod, c, attempt, image, pctx)
         except kr.ContainerConfigError as e:
@@ -599,8 +607,10 @@ class PodWorker:
             self.wake(RETRY_PERIOD)
             return
         assert self.sandbox is not None
+        T2 = time.monotonic()
         try:
             st = await self.ctx.runtime.run(self.sandbox, spec)
+            log.warning("TIMING %s image %.0f spec %.0f run %.0f", pod["metadata"]["name"], (T1-T0)*1000, (T2-T1)*1000, (time.monotonic()-T2)*1000)
         except (CreateContainerError, ContainerError) as e:
             rec.waiting = ("CreateContainerError", str(e))
             self._event(pod, "Warning", "Failed", f"Error: {e}")

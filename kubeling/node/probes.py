@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import time
@@ -67,8 +68,9 @@ def probe_port(port: Any, ports: Sequence[Obj]) -> int:
 def _go_dial_error(e: BaseException) -> str:
     if isinstance(e, TimeoutError):
         return "i/o timeout"
-    if isinstance(e, OSError) and e.strerror:
-        return "connect: " + e.strerror.lower()
+    if isinstance(e, OSError) and e.errno:
+        # asyncio's message is "Connect call failed (...)": Go prints the errno's text
+        return "connect: " + os.strerror(e.errno).lower()
     return str(e) or type(e).__name__
 
 

@@ -457,6 +457,8 @@ class Runtime:
         try:
             reply = await client.request("run", id=cid)
         except BaseException:
+            # the monitor may have gone away after runc started the container
+            await _run_quiet([self.runc, "--root", str(self.runc_root), "delete", "--force", cid])
             await self._remove_bundle(cid)
             raise
         st = ContainerStatus(id=cid, name=spec.name, attempt=spec.attempt, state="running", pid=None,

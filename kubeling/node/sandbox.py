@@ -116,10 +116,6 @@ def resolv_conf(cfg: SandboxConfig) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-class SandboxError(Exception):
-    pass
-
-
 class SandboxManager:
     def __init__(self, network: NodeNetwork, ipam: IPAM, state_dir: Path) -> None:
         self.network = network
@@ -148,26 +144,32 @@ class SandboxManager:
     async def create(self, cfg: SandboxConfig) -> Sandbox:
         """The pod's sandbox; idempotent for a pod uid (returns the existing one)."""
         async with self._lock(cfg.pod_uid):
-            existing = await asyncio.to_thread(self._load_valid, cfg.pod_uid)
+            existing, leftovers = await asyncio.to_thread(self._existing, cfg.pod_uid)
             if existing is not None:
                 return existing
-            if await asyncio.to_thread(self._has_leftovers, cfg.pod_uid):
+            if leftovers:
                 # A partial sandbox from an interrupted create goes first.
                 await self._remove_unlocked(cfg.pod_uid, release_ip=False)
             ip = await self.ipam.allocate(cfg.pod_uid)
             sb = self._sandbox_for(cfg.pod_uid, ip, cfg)
+            prefixlen = self.network.pod_network.prefixlen
+
+            def build() -> None:
+                # one hop to the worker thread: files, namespaces and the record
+                self._prepare_dir(sb, cfg)
+                self._create_namespaces(sb, prefixlen)
+                self._commit(sb)
             try:
-                await asyncio.to_thread(self._prepare_dir, sb, cfg)
-                prefixlen = self.network.pod_network.prefixlen
-                await self.network.worker.call(lambda: self._create_namespaces(sb, prefixlen))
-                await asyncio.to_thread(self._commit, sb)
+                await self.network.worker.call(build)
             except BaseException:
                 await self._remove_unlocked(cfg.pod_uid, release_ip=True)
                 raise
             return sb
 
-    def _has_leftovers(self, uid: str) -> bool:
-        return (self.dir / uid).exists() or os.path.lexists(self.netns_path(uid))
+    def _existing(self, uid: str) -> tuple[Sandbox | None, bool]:
+        """The complete sandbox of `uid`, or whether parts of one are there."""
+        sb = self._load_valid(uid)
+        return sb, sb is None and ((self.dir / uid).exists() or os.path.lexists(self.netns_path(uid)))
 
     def _prepare_dir(self, sb: Sandbox, cfg: SandboxConfig) -> None:
         (sb.dir / "ns").mkdir(parents=True, exist_ok=True)

@@ -379,6 +379,22 @@ async def test_records_follow_the_api(env: Env) -> None:
     await eventually(gone)
 
 
+async def test_restart_recomputes_everything(env: Env) -> None:
+    await env.service("web")
+    name = env.name("web")
+    await env.resolves(name)
+    await env.server.stop()
+    # changes while it is down: one Service goes, another comes
+    await env.client.delete(SERVICES, "web", env.ns)
+    await env.service("api")
+    await env.server.start("127.0.0.1", 0)
+    assert (await env.resolves(env.name("api"))).rdata("A")
+
+    async def gone() -> bool:
+        return (await env.dig(name, "A")).status == "NXDOMAIN"
+    await eventually(gone)
+
+
 async def test_external_name(env: Env) -> None:
     await env.client.create(SERVICES, {"metadata": {"name": "ext", "namespace": env.ns},
                                        "spec": {"type": "ExternalName", "externalName": "www.example.com"}})

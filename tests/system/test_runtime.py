@@ -480,6 +480,20 @@ async def test_attach_with_stdin_once(node: Node) -> None:
     assert [e[2] for e in node.log_entries(st)] == ["got a", "got b", "bye"]
 
 
+async def test_attach_tty_with_resize(node: Node) -> None:
+    sb = await node.pod("attachtty")
+    st = await node.run(sb, "c", ["sh", "-c", "read x; stty size; exit 6"], tty=True, stdin=True)
+
+    async def sizes() -> AsyncIterator[Size]:
+        yield Size(100, 30)
+    out = Sink()
+    code = await asyncio.wait_for(node.runtime.attach(st.id, True, Input(b"go\r", delay=0.3), out, None, sizes()),
+                                  10)
+    assert code == 6
+    assert b"30 100" in out.data
+    assert ("stdout", "F", "30 100") in node.log_entries(st)
+
+
 async def test_port_forward(node: Node) -> None:
     sb = await node.pod("pf")
     await node.run(sb, "httpd", ["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/www"])
@@ -510,7 +524,12 @@ async def test_agent_restart_keeps_containers_logs_and_exits(node: Node) -> None
     await node.runtime.close()
     del node.runtime
     ticks_before = len(node.log_entries(ticker))
-    await asyncio.sleep(1.0)                       # the quitter exits while no agent runs
+    exit_file = node.state / "containers" / quitter.id / "exit.json"
+    deadline = time.monotonic() + 10
+    while not exit_file.exists():                  # the quitter exits while no agent runs
+        assert time.monotonic() < deadline, "the monitor did not record the exit"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
     node.runtime = node.new_runtime()
     await node.runtime.start()
     again = await node.runtime.status(ticker.id)
