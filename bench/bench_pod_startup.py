@@ -77,6 +77,14 @@ def memory(pid: int) -> tuple[int, int]:
     return int(fields.get("VmRSS", 0)), int(fields.get("VmHWM", 0))
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time of a process, its waited-for children included."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def monitor_pid(data_dir: Path) -> int | None:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -172,10 +180,12 @@ async def run(kubeconfig: Path, agent_pid: int, data_dir: Path, count: int, roun
     try:
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         for r in range(rounds):
+            mon = monitor_pid(data_dir)
+            cpu_before = cpu_seconds(agent_pid), cpu_seconds(mon)
             result = await one_round(client, count, r)
+            cpu_agent, cpu_mon = cpu_seconds(agent_pid) - cpu_before[0], cpu_seconds(mon) - cpu_before[1]
             lat = result["latencies"]
             rss, hwm = memory(agent_pid)
-            mon = monitor_pid(data_dir)
             mon_rss, mon_hwm = memory(mon) if mon else (0, 0)
             p50, p90, p99 = (percentile(lat, p) for p in (50, 90, 99))
             print(f"round {r + 1}: {count} pods  created in {result['created']:.2f}s  all scheduled "
@@ -186,7 +196,9 @@ async def run(kubeconfig: Path, agent_pid: int, data_dir: Path, count: int, roun
                   f"(SLO p99 <= {SLO_P99:.0f} s: {'met' if p99 <= SLO_P99 else 'MISSED'}; "
                   f"target p99 < {TARGET_P99:.0f} s: {'met' if p99 < TARGET_P99 else 'missed'})", flush=True)
             print(f"  agent RSS {rss / 1024:.0f} MiB (peak {hwm / 1024:.0f} MiB), node monitor RSS "
-                  f"{mon_rss / 1024:.0f} MiB (peak {mon_hwm / 1024:.0f} MiB)", flush=True)
+                  f"{mon_rss / 1024:.0f} MiB (peak {mon_hwm / 1024:.0f} MiB); CPU per pod: agent "
+                  f"{cpu_agent / count * 1000:.1f} ms, node monitor with runc {cpu_mon / count * 1000:.1f} ms; "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
             await cleanup_round(client)
     finally:
         await client.close()

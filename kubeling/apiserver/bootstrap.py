@@ -24,6 +24,9 @@ def _kind(group: str, version: str, plural: str) -> Kind:
 
 
 async def _ensure(api: APIServer, kind: Kind, obj: dict[str, Any]) -> None:
+    meta = obj["metadata"]
+    if await api.objects.get_kv(kind, meta.get("namespace"), meta["name"]) is not None:
+        return
     try:
         await api.crud.create(kind, obj)
     except errors.APIError as e:

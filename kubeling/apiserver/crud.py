@@ -5,11 +5,13 @@ finalizers."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from ..api import errors
 from ..api.printers import now_rfc3339
@@ -53,6 +55,7 @@ class Objects:
     def __init__(self, objects: ObjectStore, admission: Admission) -> None:
         self.store = objects
         self.admission = admission
+        self._locks: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------ create
 
@@ -100,6 +103,30 @@ class Objects:
                      allow_create: bool = False) -> tuple[Obj, bool]:
         """Read, mutate, write with a revision guard, retrying on conflicts
         unless the caller pinned a resourceVersion. Returns (object, created)."""
+        async with self._key_lock(kind.key(namespace, name)):
+            return await self._update(kind, namespace, name, mutate, precondition_rv=precondition_rv,
+                                      subresource=subresource, dry_run=dry_run, allow_create=allow_create)
+
+    @contextlib.asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        """Writers of one key queue here instead of racing to a conflict:
+        this process is the only writer, so a conflict below the lock can only
+        come from a caller's stale resourceVersion."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]
+
+    async def _update(self, kind: Kind, namespace: str | None, name: str, mutate: Mutate, *,
+                      precondition_rv: str, subresource: str, dry_run: bool,
+                      allow_create: bool) -> tuple[Obj, bool]:
         strategy = strategy_for(kind.group, kind.kind)
         want_rv = parse_rv(precondition_rv)
         for _ in range(_MAX_RETRIES):
@@ -193,6 +220,10 @@ class Objects:
 
     async def delete(self, kind: Kind, namespace: str | None, name: str, opts: DeleteOptions) -> DeleteResult:
         self.admission.check_delete(kind, name)
+        async with self._key_lock(kind.key(namespace, name)):
+            return await self._delete(kind, namespace, name, opts)
+
+    async def _delete(self, kind: Kind, namespace: str | None, name: str, opts: DeleteOptions) -> DeleteResult:
         strategy = strategy_for(kind.group, kind.kind)
         for _ in range(_MAX_RETRIES):
             kv = await self.store.get_kv(kind, namespace, name)

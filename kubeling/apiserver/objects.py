@@ -176,6 +176,11 @@ class ObjectStore:
                 token = _encode_continue(read_rev, last[len(prefix):])
                 if match is None:
                     remaining = more.count
+                    if remaining is None:
+                        # The store counts only at the latest revision; a
+                        # continued list reads an older snapshot.
+                        rest = await self.store.range(prefix, start_after=last, revision=read_rev)
+                        remaining = len(rest.items)
         return Page(items, read_rev, token, remaining)
 
     async def _wait_for(self, rv: int) -> None:

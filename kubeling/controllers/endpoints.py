@@ -22,8 +22,9 @@ import asyncio
 import functools
 import logging
 import math
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from ..api.errors import APIError
 from ..api.printers import parse_time
@@ -244,9 +245,14 @@ def set_trigger_time(annotations: dict[str, str], trigger: float | None) -> None
 
 @functools.lru_cache(maxsize=4096)
 def _timestamp(value: str) -> float | None:
-    """parse_time, remembered: a sync reads every pod's Ready transition time,
-    and pods share few distinct ones."""
+    """parse_time, remembered: pods share few distinct transition times."""
     return parse_time(value)
+
+
+def ready_time(pod: Obj) -> float | None:
+    """A pod's trigger time: when its Ready condition last changed."""
+    c = _ready_condition(pod)
+    return _timestamp(c.get("lastTransitionTime") or "") if c is not None else None
 
 
 class TriggerTimeTracker:
@@ -259,18 +265,12 @@ class TriggerTimeTracker:
         # service key -> (service trigger time, pod name -> pod trigger time) as of the last sync
         self._states: dict[str, tuple[float, dict[str, float]]] = {}
 
-    def compute(self, key: str, svc: Obj, pods: Iterable[Obj]) -> float | None:
+    def compute(self, key: str, svc: Obj, pod_times: dict[str, float]) -> float | None:
+        """`pod_times`: pod name -> its trigger time (see ready_time), for the Service's pods."""
         state = self._states.get(key)
         last_svc, last_pods = state if state is not None else (0.0, {})
         earliest: float | None = None
-        pod_times: dict[str, float] = {}
-        for pod in pods:
-            ready = _ready_condition(pod)
-            t = _timestamp(ready.get("lastTransitionTime") or "") if ready is not None else None
-            if t is None:
-                continue
-            name = pod["metadata"]["name"]
-            pod_times[name] = t
+        for name, t in pod_times.items():
             if t > last_pods.get(name, 0.0) and (earliest is None or t < earliest):
                 earliest = t
         created = _timestamp(svc["metadata"].get("creationTimestamp") or "") or 0.0
@@ -340,10 +340,10 @@ def _without_target_rv(subsets: list[Obj]) -> list[Obj]:
     out = []
     for s in subsets:
         s = dict(s)
-        for field in ("addresses", "notReadyAddresses"):
-            if field in s:
-                s[field] = [{**a, "targetRef": {k: v for k, v in a["targetRef"].items() if k != "resourceVersion"}}
-                            if "targetRef" in a else a for a in s[field]]
+        for which in ("addresses", "notReadyAddresses"):
+            if which in s:
+                s[which] = [{**a, "targetRef": {k: v for k, v in a["targetRef"].items() if k != "resourceVersion"}}
+                            if "targetRef" in a else a for a in s[which]]
         out.append(s)
     return out
 
@@ -389,16 +389,29 @@ def truncate_subsets(subsets: list[Obj]) -> bool:
     room, total = (MAX_CAPACITY, total_ready) if truncate_ready else (MAX_CAPACITY - total_ready, total_not_ready)
     left = room
     for s in subsets:
-        field = "addresses" if truncate_ready else "notReadyAddresses"
-        share = min(math.ceil(len(s.get(field, ())) / total * room), left)
-        if field in s:
-            s[field] = s[field][:share]
-            if not s[field]:
-                del s[field]
+        which = "addresses" if truncate_ready else "notReadyAddresses"
+        share = min(math.ceil(len(s.get(which, ())) / total * room), left)
+        if which in s:
+            s[which] = s[which][:share]
+            if not s[which]:
+                del s[which]
         if truncate_ready:
             s.pop("notReadyAddresses", None)
-        left -= len(s.get(field, ()))
+        left -= len(s.get(which, ()))
     return True
+
+
+@dataclass(slots=True)
+class _Member:
+    """What one version of a pod contributes to one version of a Service's Endpoints."""
+
+    version: tuple[str, str]  # (pod resourceVersion, Service resourceVersion)
+    name: str
+    ready_time: float | None
+    #: None: not an endpoint (no IP of the Service's family, terminal, terminating...)
+    addr: Obj | None = None
+    ready: bool = False
+    ports: list[tuple[PortKey, Obj]] = field(default_factory=list)
 
 
 class EndpointsController:
@@ -417,6 +430,8 @@ class EndpointsController:
         # service key -> resourceVersion of the Endpoints this controller replaced
         # (or _CREATED): a cache still showing it has not caught up with the write
         self._written: dict[str, str] = {}
+        # service key -> pod uid -> the pod as an Endpoints member, as of the last sync
+        self._cache: dict[str, dict[str, _Member]] = {}
 
         self.services = factory.informer(SERVICES)
         self.services.add_index(NAMESPACE_INDEX, namespace_index)
@@ -481,9 +496,11 @@ class EndpointsController:
                     raise
             self.triggers.delete(key)
             self._written.pop(key, None)
+            self._cache.pop(key, None)
             self.stale.reset(key)
             return
         if not manages_endpoints(svc):
+            self._cache.pop(key, None)
             return
         selector = service_selector(svc)
         assert selector is not None
@@ -491,10 +508,11 @@ class EndpointsController:
         if self._cache_is_stale(key, current) and self.stale.retry(key):
             return
         self.stale.reset(key)
-        pods = selected_pods(self.pods, ns, selector)
+        members = self._members(key, svc, selected_pods(self.pods, ns, selector))
         # computed before the no-op check so the tracker's state follows every sync
-        trigger = self.triggers.compute(key, svc, pods)
-        subsets = self._desired_subsets(svc, pods)
+        trigger = self.triggers.compute(key, svc, {m.name: m.ready_time for m in members.values()
+                                                   if m.ready_time is not None})
+        subsets = self._subsets(members)
         truncated = truncate_subsets(subsets)
 
         svc_labels = svc["metadata"].get("labels") or {}
@@ -564,45 +582,62 @@ class EndpointsController:
                                     f"Failed to update endpoint {ns}/{name}: {e.message}")
             raise
 
-    def _desired_subsets(self, svc: Obj, pods: list[Obj]) -> list[Obj]:
+    def _members(self, key: str, svc: Obj, pods: list[Obj]) -> dict[str, _Member]:
+        """The Service's pods as Endpoints members, reusing what was computed for
+        the same pod and Service versions: a sync touches each unchanged pod once."""
+        previous = self._cache.get(key, {})
+        svc_rv = svc["metadata"].get("resourceVersion", "")
+        members: dict[str, _Member] = {}
+        for pod in pods:
+            meta = pod["metadata"]
+            version = (meta.get("resourceVersion", ""), svc_rv)
+            m = previous.get(meta["uid"])
+            members[meta["uid"]] = m if m is not None and m.version == version else self._member(svc, pod, version)
+        self._cache[key] = members
+        return members
+
+    def _member(self, svc: Obj, pod: Obj, version: tuple[str, str]) -> _Member:
         spec = svc.get("spec") or {}
-        service_ports = spec.get("ports") or []
         tolerate_unready = bool(spec.get("publishNotReadyAddresses"))
-        headless_without_ports = not service_ports and spec.get("clusterIP") == "None"
+        m = _Member(version, pod["metadata"]["name"], ready_time(pod))
+        if not should_pod_be_in_endpoints(pod, tolerate_unready):
+            return m
+        m.addr = self._address(svc, pod)
+        if m.addr is None:
+            return m
+        m.ready = tolerate_unready or is_pod_ready(pod)
+        service_ports = spec.get("ports") or []
+        if not service_ports:
+            if spec.get("clusterIP") == "None":  # headless services may have no ports
+                m.ports.append((_NO_PORTS, {}))
+            return m
+        for sp in service_ports:
+            number = find_port(pod, sp)
+            if number is None:
+                continue
+            port: Obj = {"port": number, "protocol": sp.get("protocol") or "TCP"}
+            if sp.get("name"):
+                port["name"] = sp["name"]
+            if sp.get("appProtocol"):
+                port["appProtocol"] = sp["appProtocol"]
+            m.ports.append((_port_key(port), port))
+        return m
+
+    @staticmethod
+    def _subsets(members: dict[str, _Member]) -> list[Obj]:
         ports_to_addrs: dict[PortKey, dict[AddrKey, bool]] = {}
         addresses: dict[AddrKey, Obj] = {}
         port_objs: dict[PortKey, Obj] = {}
-
-        def record(port: PortKey, addr_key: AddrKey, ready: bool) -> None:
-            addrs = ports_to_addrs.setdefault(port, {})
-            # an address ready for a port stays ready however else it is listed
-            addrs[addr_key] = addrs.get(addr_key, False) or ready
-
-        for pod in pods:
-            if not should_pod_be_in_endpoints(pod, tolerate_unready):
+        for m in members.values():
+            if m.addr is None:
                 continue
-            addr = self._address(svc, pod)
-            if addr is None:
-                continue
-            addr_key = (addr["ip"], addr["targetRef"]["uid"])
-            addresses.setdefault(addr_key, addr)
-            ready = tolerate_unready or is_pod_ready(pod)
-            if not service_ports:
-                if headless_without_ports:
-                    record(_NO_PORTS, addr_key, ready)
-                continue
-            for sp in service_ports:
-                number = find_port(pod, sp)
-                if number is None:
-                    continue
-                port: Obj = {"port": number, "protocol": sp.get("protocol") or "TCP"}
-                if sp.get("name"):
-                    port["name"] = sp["name"]
-                if sp.get("appProtocol"):
-                    port["appProtocol"] = sp["appProtocol"]
-                pk = _port_key(port)
+            addr_key = (m.addr["ip"], m.addr["targetRef"]["uid"])
+            addresses.setdefault(addr_key, m.addr)
+            for pk, port in m.ports:
                 port_objs[pk] = port
-                record(pk, addr_key, ready)
+                addrs = ports_to_addrs.setdefault(pk, {})
+                # an address ready for a port stays ready however else it is listed
+                addrs[addr_key] = addrs.get(addr_key, False) or m.ready
         return repack_subsets(ports_to_addrs, addresses, port_objs)
 
     @staticmethod

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..api.errors import APIError
@@ -51,6 +52,7 @@ from .endpoints import (
     namespace_index,
     pod_ips,
     pod_label_index,
+    ready_time,
     selected_pods,
     service_selector,
     services_for_labels,
@@ -227,9 +229,9 @@ def _copy(s: Obj) -> Obj:
     """A copy this controller may change: metadata (with its labels and
     annotations) and the endpoint list are new, the endpoints themselves shared."""
     meta = dict(s["metadata"])
-    for field in ("labels", "annotations"):
-        if field in meta:
-            meta[field] = dict(meta[field])
+    for which in ("labels", "annotations"):
+        if which in meta:
+            meta[which] = dict(meta[which])
     return {**s, "metadata": meta, "endpoints": list(s.get("endpoints") or ())}
 
 
@@ -343,6 +345,23 @@ class SliceTracker:
 # --------------------------------------------------------------------------- the controller
 
 
+@dataclass(slots=True)
+class _Member:
+    """What one version of a pod contributes to the slices of one address type
+    of one version of a Service."""
+
+    version: tuple[str, str, bool, str]  # pod and Service resourceVersions, node known, node zone
+    ready_time: float | None
+    #: None: not an endpoint at all (no IP yet, or terminal)
+    ports_key: PortsKey | None = None
+    ports: list[Obj] = field(default_factory=list)
+    #: None when the pod has no address of the type, or is left out (see problem)
+    endpoint: Obj | None = None
+    endpoint_id: EndpointID | None = None
+    #: why a pod that belongs in the slices is left out: its node is unknown
+    problem: str = ""
+
+
 class EndpointSliceController:
     """See the module docstring."""
 
@@ -359,6 +378,10 @@ class EndpointSliceController:
         self.stale = StaleRetry(self.queue)
         self.tracker = SliceTracker()
         self.triggers = TriggerTimeTracker()
+        # (service key, address type) -> pod uid -> the pod as an endpoint, as of the last sync
+        self._cache: dict[tuple[str, str], dict[str, _Member]] = {}
+        # slice uid -> (resourceVersion, the ids of its endpoints)
+        self._slice_ids: dict[str, tuple[str, list[EndpointID]]] = {}
 
         self.services = factory.informer(SERVICES)
         self.services.add_index(NAMESPACE_INDEX, namespace_index)
@@ -409,6 +432,7 @@ class EndpointSliceController:
             self._queue_for_slice(new)
 
     def _slice_deleted(self, s: Obj) -> None:
+        self._slice_ids.pop(s["metadata"].get("uid", ""), None)
         if managed_by_controller(s) and self.tracker.has(s) and not self.tracker.handle_deletion(s):
             self._queue_for_slice(s)
 
@@ -441,6 +465,9 @@ class EndpointSliceController:
     async def sync(self, key: str) -> None:
         ns = key.split("/", 1)[0]
         svc = self.services.get(key)
+        if svc is None or not manages_endpoints(svc):
+            for address_type in ("IPv4", "IPv6"):
+                self._cache.pop((key, address_type), None)
         if svc is None:
             self.triggers.delete(key)
             self.tracker.delete_service(key)
@@ -460,9 +487,12 @@ class EndpointSliceController:
         selector = service_selector(svc)
         assert selector is not None
         pods = selected_pods(self.pods, ns, selector)
-        trigger = self.triggers.compute(key, svc, pods)
+        members = {t: self._members(svc, pods, t) for t in address_types(svc)}
+        any_type = next(iter(members.values()))
+        trigger = self.triggers.compute(key, svc, {name: m.ready_time for name, m in any_type.items()
+                                                   if m.ready_time is not None})
         try:
-            problems = await self._reconcile(svc, pods, slices, trigger)
+            problems = await self._reconcile(svc, members, slices, trigger)
         except _WriteFailed as e:
             self._failed(svc, [e.message])
             raise e.cause from None
@@ -476,22 +506,62 @@ class EndpointSliceController:
                             f"Error updating Endpoint Slices for Service {meta.get('namespace')}/{meta['name']}: "
                             f"{_aggregate(problems)}")
 
-    async def _reconcile(self, svc: Obj, pods: list[Obj], slices: list[Obj], trigger: float | None) -> list[str]:
+    def _members(self, svc: Obj, pods: list[Obj], address_type: str) -> dict[str, _Member]:
+        """The Service's pods (by name) as endpoints of one address type,
+        reusing what was computed for the same pod, Service and node versions:
+        a sync touches each unchanged pod once."""
+        key = (object_key(svc), address_type)
+        previous = self._cache.get(key, {})
+        svc_rv = svc["metadata"].get("resourceVersion", "")
+        members: dict[str, _Member] = {}
+        for pod in pods:
+            meta = pod["metadata"]
+            node_name = (pod.get("spec") or {}).get("nodeName") or ""
+            node = self.nodes.get(node_name) if node_name else None
+            zone = (node["metadata"].get("labels") or {}).get(ZONE_LABEL, "") if node is not None else ""
+            version = (meta.get("resourceVersion", ""), svc_rv, node is not None, zone)
+            m = previous.get(meta["name"])
+            if m is None or m.version != version:
+                m = self._member(svc, pod, node, address_type, version)
+            members[meta["name"]] = m
+        self._cache[key] = members
+        return members
+
+    @staticmethod
+    def _member(svc: Obj, pod: Obj, node: Obj | None, address_type: str,
+                version: tuple[str, str, bool, str]) -> _Member:
+        m = _Member(version, ready_time(pod))
+        if not should_pod_be_in_endpoints(pod, True):
+            return m
+        m.ports = endpoint_ports(svc, pod)
+        m.ports_key = ports_key(m.ports)
+        if node is None and not (svc.get("spec") or {}).get("publishNotReadyAddresses"):
+            # a pod bound to a node that does not exist is not published, so a
+            # missing node cannot leave its address behind
+            meta = svc["metadata"]
+            m.problem = (f"skipping Pod {pod['metadata']['name']} for Service {meta.get('namespace')}/"
+                         f"{meta['name']}: Node {(pod.get('spec') or {}).get('nodeName', '')} Not Found")
+            return m
+        ep = pod_to_endpoint(pod, node, svc, address_type)
+        if ep["addresses"]:
+            m.endpoint = ep
+            m.endpoint_id = endpoint_id(ep)
+        return m
+
+    async def _reconcile(self, svc: Obj, members: dict[str, dict[str, _Member]], slices: list[Obj],
+                         trigger: float | None) -> list[str]:
         """Bring the slices to the desired state; the pods left out (their node is unknown)."""
-        types = address_types(svc)
         problems: list[str] = []
-        for address_type in types:
+        for address_type, by_name in members.items():
             problems += await self._reconcile_address_type(
-                svc, pods, [s for s in slices if s.get("addressType") == address_type], trigger, address_type)
+                svc, by_name, [s for s in slices if s.get("addressType") == address_type], trigger, address_type)
         for s in slices:
-            if s.get("addressType") not in types:
+            if s.get("addressType") not in members:
                 await self._delete_slice(s, svc, "error deleting")
         return problems
 
-    async def _reconcile_address_type(self, svc: Obj, pods: list[Obj], existing: list[Obj], trigger: float | None,
-                                      address_type: str) -> list[str]:
-        meta = svc["metadata"]
-        publish_not_ready = bool((svc.get("spec") or {}).get("publishNotReadyAddresses"))
+    async def _reconcile_address_type(self, svc: Obj, members: dict[str, _Member], existing: list[Obj],
+                                      trigger: float | None, address_type: str) -> list[str]:
         to_create: list[Obj] = []
         to_update: list[Obj] = []
         to_delete: list[Obj] = []
@@ -505,24 +575,15 @@ class EndpointSliceController:
         desired: dict[PortsKey, dict[EndpointID, Obj]] = {}
         desired_ports: dict[PortsKey, list[Obj]] = {}
         problems = []
-        for pod in pods:
-            if not should_pod_be_in_endpoints(pod, True):
+        for m in members.values():
+            if m.ports_key is None:
                 continue
-            ports = endpoint_ports(svc, pod)
-            pk = ports_key(ports)
-            eps = desired.setdefault(pk, {})
-            desired_ports.setdefault(pk, ports)
-            node_name = (pod.get("spec") or {}).get("nodeName") or ""
-            node = self.nodes.get(node_name) if node_name else None
-            if node is None and not publish_not_ready:
-                # a pod bound to a node that does not exist is not published, so a
-                # missing node cannot leave its address behind
-                problems.append(f"skipping Pod {pod['metadata']['name']} for Service {meta.get('namespace')}/"
-                                f"{meta['name']}: Node {node_name} Not Found")
-                continue
-            ep = pod_to_endpoint(pod, node, svc, address_type)
-            if ep["addresses"]:
-                eps[endpoint_id(ep)] = ep
+            eps = desired.setdefault(m.ports_key, {})
+            desired_ports.setdefault(m.ports_key, m.ports)
+            if m.problem:
+                problems.append(m.problem)
+            elif m.endpoint is not None and m.endpoint_id is not None:
+                eps[m.endpoint_id] = m.endpoint
 
         for pk, eps in desired.items():
             created, updated, deleted = self._reconcile_ports(svc, existing_by_ports.get(pk, []), eps,
@@ -563,8 +624,8 @@ class EndpointSliceController:
             old_eps = s.get("endpoints") or []
             kept = []
             changed = False
-            for ep in old_eps:
-                want = desired.pop(endpoint_id(ep), None)
+            for ep, eid in zip(old_eps, self._endpoint_ids(s), strict=True):
+                want = desired.pop(eid, None)
                 if want is not None:
                     kept.append(want)
                     changed = changed or not endpoints_equal_beyond_id(want, ep)
@@ -608,6 +669,16 @@ class EndpointSliceController:
             else:
                 created.append(fill)
         return created, [by_name[n] for n in updating], [by_name[n] for n in deleting]
+
+    def _endpoint_ids(self, s: Obj) -> list[EndpointID]:
+        """The ids of a cached slice's endpoints, computed once per slice version."""
+        meta = s["metadata"]
+        uid, rv = meta.get("uid", ""), meta.get("resourceVersion", "")
+        known = self._slice_ids.get(uid)
+        if known is None or known[0] != rv:
+            known = rv, [endpoint_id(ep) for ep in s.get("endpoints") or ()]
+            self._slice_ids[uid] = known
+        return known[1]
 
     async def _finalize(self, svc: Obj, to_create: list[Obj], to_update: list[Obj], to_delete: list[Obj],
                         trigger: float | None) -> None:

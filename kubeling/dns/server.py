@@ -43,6 +43,10 @@ TCP_IDLE_TIMEOUT = 10.0
 SYNC_TIMEOUT = 5.0
 #: datagrams read per readiness event
 UDP_BATCH = 64
+#: bytes of queued queries the kernel keeps for the UDP socket (about 1,300
+#: queries): room for a burst from many pods while the process waits for a CPU,
+#: where the default (208 KiB) drops queries the clients then retry seconds later
+UDP_RECEIVE_BUFFER = 1 << 20
 #: the label linking an EndpointSlice to its Service
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _SLICE_INDEX = "dns-service"
@@ -281,6 +285,7 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
         tcp = socket.socket(family, socket.SOCK_STREAM)
         try:
             udp.setblocking(False)
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
             udp.bind((host, port))
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             tcp.setblocking(False)

@@ -306,6 +306,7 @@ class NodeAgent:
     def _pod_deleted(self, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
         self._uid_index.pop(uid, None)
+        self._finished.discard(uid)
         worker = self.workers.get(uid)
         if worker is not None:
             worker.update(None)

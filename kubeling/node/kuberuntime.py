@@ -570,7 +570,7 @@ def volume_path(pod_dir: Path, volume: Obj) -> Path:
     """Where the volume lives on the node: its host path, or its directory in the pod's dir."""
     kind = volume_source(volume)
     if kind == "hostPath":
-        return Path(volume["hostPath"].get("path", ""))
+        return Path(str(volume["hostPath"].get("path", "")))
     return pod_dir / "volumes" / PLUGIN_DIRS[kind] / volume["name"]
 
 

@@ -256,6 +256,9 @@ class NodeContext:
     probe_user_agent: str
     crash_backoff: Backoff = field(default_factory=Backoff)
     image_backoff: Backoff = field(default_factory=Backoff)
+    #: container starts in flight: a burst of pods otherwise runs a runc per pod at once, and
+    #: every start (and the sandbox thread) then crawls on the few cores
+    starts: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2 * (os.cpu_count() or 1)))
 
     def pod_dir(self, uid: str) -> Path:
         return self.data_dir / "pods" / uid
@@ -409,25 +412,18 @@ class PodWorker:
             return
         running = {st.id for sts in instances.values() for st in sts if st.state == "running"}
         await self._stop_probes(keep=running)
-        T0 = time.monotonic()
         if self.sandbox is None:
             # Pending/ContainerCreating goes out while the namespaces are made
             self._set_status(pod, instances)
             if not await self._create_sandbox(pod):
-                self._set_status(pod, instances)
                 return
         assert self.sandbox is not None
-        T1 = time.monotonic()
         pctx = await self._pod_context(pod)
         if not await self._setup_volumes(pod, pctx):
             self._set_status(pod, instances)
             return
-        self._set_status(pod, instances)
-        T2 = time.monotonic()
         await self._sync_containers(pod, instances, pctx)
-        T3 = time.monotonic()
         self._set_status(pod, await self._observe(pod))
-        log.warning("TIMING %s sandbox %.0f ctx %.0f containers %.0f observe %.0f", meta["name"], (T1-T0)*1000, (T2-T1)*1000, (T3-T2)*1000, (time.monotonic()-T3)*1000)
         self.wake(RESYNC)
 
     async def _create_sandbox(self, pod: Obj) -> bool:
@@ -594,11 +590,9 @@ class PodWorker:
         """startContainer: image, configuration, create and start; failures land in the
         container's waiting reason and as events."""
         rec = self._record(c["name"])
-        T0 = time.monotonic()
         image = await self._ensure_image(pod, c)
         if image is None:
             return
-        T1 = time.monotonic()
         try:
             spec = await self._container_spec(pod, c, attempt, image, pctx)
         except kr.ContainerConfigError as e:
@@ -607,10 +601,9 @@ class PodWorker:
             self.wake(RETRY_PERIOD)
             return
         assert self.sandbox is not None
-        T2 = time.monotonic()
         try:
-            st = await self.ctx.runtime.run(self.sandbox, spec)
-            log.warning("TIMING %s image %.0f spec %.0f run %.0f", pod["metadata"]["name"], (T1-T0)*1000, (T2-T1)*1000, (time.monotonic()-T2)*1000)
+            async with self.ctx.starts:
+                st = await self.ctx.runtime.run(self.sandbox, spec)
         except (CreateContainerError, ContainerError) as e:
             rec.waiting = ("CreateContainerError", str(e))
             self._event(pod, "Warning", "Failed", f"Error: {e}")
@@ -715,6 +708,15 @@ class PodWorker:
         statuses = [self._container_status(c, instances.get(c["name"]) or [], default, policy, False, terminal)
                     for c in spec.get("containers") or []]
         sandbox = self.sandbox
+        # What this agent last reported is newer than the informer's copy, which may not show
+        # it yet (the status manager's cache, as the kubelet's generateAPIPodStatus uses it).
+        last = self.ctx.statuses.last(self.uid)
+        if last is not None:
+            # ...but conditions other components own come from the server.
+            theirs = [c for c in (pod.get("status") or {}).get("conditions") or []
+                      if c.get("type") not in podstatus.KUBELET_CONDITIONS]
+            mine = [c for c in last.get("conditions") or [] if c.get("type") in podstatus.KUBELET_CONDITIONS]
+            pod = {**pod, "status": {**last, "conditions": theirs + mine}}
         return podstatus.generate_pod_status(
             pod, init_statuses=init_statuses, statuses=statuses, sandbox_ready=sandbox is not None and not terminal,
             host_ip=self.ctx.host_ip, pod_ips=[sandbox.ip] if sandbox else _old_ips(pod), terminal=terminal)

@@ -53,7 +53,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0)
             if result:
                 return result
             last: BaseException = AssertionError(f"still {result!r}")
-        except (AssertionError, APIError) as e:
+        except (AssertionError, APIError, LookupError) as e:  # LookupError: not all there yet
             last = e
         if asyncio.get_running_loop().time() > deadline:
             raise last
@@ -148,6 +148,14 @@ def _addresses(subset: Obj, field: str = "addresses") -> list[str]:
 
 def _slice_pods(s: Obj) -> dict[str, Obj]:
     return {ep["targetRef"]["name"]: ep for ep in s.get("endpoints") or []}
+
+
+async def published(env: Env, service: str, pod: str) -> bool:
+    """The pod is in the Service's Endpoints and EndpointSlices."""
+    ep = await env.endpoints(service)
+    assert pod in _addresses(ep["subsets"][0])
+    assert any(pod in _slice_pods(s) for s in await env.slices(service))
+    return True
 
 
 async def test_endpoints_ready_not_ready_and_named_ports(env: Env) -> None:
@@ -325,8 +333,7 @@ async def test_selectorless_services_and_deletion(env: Env) -> None:
                                         "subsets": [{"addresses": [{"ip": "192.0.2.1"}], "ports": [{"port": 80}]}]})
     await env.service("web", {"app": "web"})
     await env.pod("w", {"app": "web"}, ports={"http": 8080})
-    await eventually(lambda: env.slices("web"))
-    await eventually(lambda: env.endpoints("web"))
+    await eventually(lambda: published(env, "web", "w"))
 
     # the Service loses its selector: its Endpoints stay the user's, its slices go
     await env.client.patch(SERVICES, "web", {"spec": {"selector": None}}, env.ns)
@@ -360,8 +367,8 @@ async def test_selectorless_services_and_deletion(env: Env) -> None:
 async def test_deleted_objects_are_recreated(env: Env) -> None:
     await env.service("web", {"app": "web"})
     await env.pod("w", {"app": "web"}, ports={"http": 8080})
-    slices = await eventually(lambda: env.slices("web"))
-    await eventually(lambda: env.endpoints("web"))
+    await eventually(lambda: published(env, "web", "w"))
+    slices = await env.slices("web")
     await env.client.delete(ENDPOINTS, "web", env.ns)
     await env.client.delete(SLICES, slices[0]["metadata"]["name"], env.ns)
 

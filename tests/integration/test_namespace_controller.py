@@ -53,7 +53,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0)
             if result:
                 return result
             last: BaseException = AssertionError(f"still {result!r}")
-        except (AssertionError, APIError) as e:
+        except (AssertionError, APIError, LookupError) as e:  # LookupError: not all there yet
             last = e
         if asyncio.get_running_loop().time() > deadline:
             raise last

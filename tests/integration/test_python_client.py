@@ -12,6 +12,9 @@ import datetime
 import ipaddress
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -996,100 +999,120 @@ def test_configmap_over_1mib_is_invalid(raw: Raw, core: client.CoreV1Api, ns: st
 # =========================================================================== compaction
 
 
-class InProcessServer:
-    """The same API server as `kubeling server`, run in this process on its own
-    loop thread, so a test can reach its store.  Only used where the `kubeling
-    server` command offers no way to make something happen (compaction: it
-    runs every 60 s and keeps a 10,000-revision window, with no flag to change
-    either)."""
+# `kubeling server` compacts on its own every 60 s, keeping the last 10,000
+# revisions (SQLiteStore.open's defaults; the command has no flag for either).
+# This launcher runs the very same server (apiserver.server.start_server) in its
+# own process and, on SIGUSR1, does what the periodic compaction does, at the
+# current revision - 1, printing "compacted N".
+_COMPACTING_SERVER = """
+import asyncio, signal, sys
+from pathlib import Path
+from kubeling.apiserver.server import ServerOptions, start_server
 
-    def __init__(self, data_dir: Path) -> None:
-        from kubeling.apiserver.server import ServerOptions, start_server
+async def main():
+    running = await start_server(ServerOptions(data_dir=Path(sys.argv[1]), port=int(sys.argv[2])))
+    loop = asyncio.get_running_loop()
 
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.data_dir = data_dir
-        self.running = self.run(start_server(ServerOptions(data_dir=data_dir, port=free_port())))
+    async def compact():
+        target = await running.store.current_revision() - 1
+        await running.store.compact(target)
+        print(f"compacted {target}", flush=True)
 
-    def run(self, coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(compact()))
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await running.stop()
 
-    def stop(self) -> None:
-        async def settle() -> None:
-            # let closed transports finish closing, then end what is left
-            await asyncio.sleep(0.2)
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+asyncio.run(main())
+"""
 
-        try:
-            self.run(self.running.stop())
-            self.run(settle())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
+
+class CompactingServer(Cluster):
+    def compact(self, timeout: float = 15) -> int:
+        """Compact at the current revision - 1; returns the compacted revision."""
+        before = self.log.read_text().count("compacted ")
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = [line for line in self.log.read_text().splitlines() if line.startswith("compacted ")]
+            if len(lines) > before:
+                return int(lines[-1].split()[1])
+            time.sleep(0.05)
+        raise TimeoutError(f"no compaction:\n{self.log.read_text()}")
 
 
 @pytest.fixture
-def in_process(tmp_path: Path) -> Iterator[InProcessServer]:
-    srv = InProcessServer(tmp_path / "inproc")
+def compacting_server(tmp_path: Path) -> Iterator[CompactingServer]:
+    data_dir = tmp_path / "compacting"
+    data_dir.mkdir()
+    port = free_port()
+    log = data_dir / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _COMPACTING_SERVER, str(data_dir), str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    srv = CompactingServer(data_dir, port, proc, log)
     try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if Raw(srv)("GET", "/readyz", token=None, timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
         yield srv
     finally:
-        srv.stop()
+        srv.kill()
 
 
-def test_watch_from_compacted_revision_is_410(in_process: InProcessServer) -> None:
+def test_watch_from_compacted_revision_is_410(compacting_server: CompactingServer) -> None:
     cfg = client.Configuration()
-    config.load_kube_config(config_file=str(in_process.running.kubeconfig), client_configuration=cfg)
+    config.load_kube_config(config_file=str(compacting_server.kubeconfig), client_configuration=cfg)
     with client.ApiClient(cfg) as api_client:
-        check_compacted_watch(in_process, client.CoreV1Api(api_client))
+        core = client.CoreV1Api(api_client)
+        core.create_namespaced_config_map("default", configmap("b"))
+        core.create_namespaced_config_map("default", configmap("c"))
+        old = core.list_namespaced_config_map("default", limit=1)
+        old_rv = old.metadata.resource_version
+        for i in range(5):
+            core.patch_namespaced_config_map("c", "default", {"data": {"k": str(i)}})
+        core.create_namespaced_config_map("default", configmap("d"))
+        current = int(core.list_namespaced_config_map("default").metadata.resource_version)
+        compacted = compacting_server.compact()
+        assert compacted == current - 1
 
+        # Before the compacted revision: 410 Expired, raised by the client from the ERROR event.
+        with pytest.raises(ApiException) as e:
+            list(watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=old_rv,
+                                      timeout_seconds=2))
+        assert e.value.status == 410
+        assert e.value.reason.startswith("Expired: too old resource version")
+        # The raw stream: an ERROR event with a 410 Status.
+        resp = core.list_namespaced_config_map("default", watch=True, resource_version=old_rv, timeout_seconds=2,
+                                               _preload_content=False)
+        lines = [json.loads(line) for line in resp.data.splitlines() if line.strip()]
+        assert lines and lines[0]["type"] == "ERROR", lines
+        st = lines[0]["object"]
+        assert st["kind"] == "Status" and st["code"] == 410 and st["reason"] == "Expired"
 
-def check_compacted_watch(in_process: InProcessServer, core: client.CoreV1Api) -> None:
-    core.create_namespaced_config_map("default", configmap("b"))
-    core.create_namespaced_config_map("default", configmap("c"))
-    old = core.list_namespaced_config_map("default", limit=1)
-    old_rv = old.metadata.resource_version
-    for i in range(5):
-        core.patch_namespaced_config_map("c", "default", {"data": {"k": str(i)}})
-    core.create_namespaced_config_map("default", configmap("d"))
-    store = in_process.running.store
-    current = in_process.run(store.current_revision())
-    in_process.run(store.compact(current - 1))
+        # An exact list at that revision, and a continue token from before, are 410 too.
+        with pytest.raises(ApiException) as e:
+            core.list_namespaced_config_map("default", resource_version=old_rv, resource_version_match="Exact")
+        assert e.value.status == 410
+        assert old.metadata._continue
+        with pytest.raises(ApiException) as e:
+            core.list_namespaced_config_map("default", limit=1, _continue=old.metadata._continue)
+        assert e.value.status == 410
+        assert status_body(e.value)["reason"] == "Expired"
 
-    # Before the compacted revision: 410 Expired, raised by the client from the ERROR event.
-    with pytest.raises(ApiException) as e:
-        list(watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=old_rv,
-                                  timeout_seconds=2))
-    assert e.value.status == 410
-    assert e.value.reason.startswith("Expired: too old resource version")
-    # The raw stream: an ERROR event with a 410 Status.
-    resp = core.list_namespaced_config_map("default", watch=True, resource_version=old_rv, timeout_seconds=2,
-                                           _preload_content=False)
-    lines = [json.loads(line) for line in resp.data.splitlines() if line.strip()]
-    assert lines and lines[0]["type"] == "ERROR", lines
-    st = lines[0]["object"]
-    assert st["kind"] == "Status" and st["code"] == 410 and st["reason"] == "Expired"
-
-    # An exact list at that revision, and a continue token from before, are 410 too.
-    with pytest.raises(ApiException) as e:
-        core.list_namespaced_config_map("default", resource_version=old_rv, resource_version_match="Exact")
-    assert e.value.status == 410
-    assert old.metadata._continue
-    with pytest.raises(ApiException) as e:
-        core.list_namespaced_config_map("default", limit=1, _continue=old.metadata._continue)
-    assert e.value.status == 410
-    assert status_body(e.value)["reason"] == "Expired"
-
-    # At the compacted revision and after, watching works.
-    got = [(ev["type"], ev["object"].metadata.name)
-           for ev in watch.Watch().stream(core.list_namespaced_config_map, "default",
-                                          resource_version=str(current - 1), timeout_seconds=1)]
-    assert got == [("ADDED", "d")]
+        # From the compacted revision on, watching works.
+        got = [(ev["type"], ev["object"].metadata.name)
+               for ev in watch.Watch().stream(core.list_namespaced_config_map, "default",
+                                              resource_version=str(compacted), timeout_seconds=1)]
+        assert got == [("ADDED", "d")]
 
 
 @pytest.mark.skipif(not os.environ.get("KUBELING_SLOW_TESTS"),

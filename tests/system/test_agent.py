@@ -85,10 +85,9 @@ class Node:
         return self.tmp / "node"
 
     def start_agent(self) -> None:
-        log = open(self.tmp / "agent.log", "ab")
-        self.agent = subprocess.Popen([sys.executable, "-c", AGENT_MAIN, "agent", *self.agent_args],
-                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
+        with open(self.tmp / "agent.log", "ab") as log:
+            self.agent = subprocess.Popen([sys.executable, "-c", AGENT_MAIN, "agent", *self.agent_args],
+                                          stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while "ready: stream server" not in (self.tmp / "agent.log").read_text(errors="replace"):
             if self.agent.poll() is not None or time.monotonic() > deadline:
@@ -350,7 +349,7 @@ def test_curlpod_logs_and_environment(node: Node) -> None:
 def test_deleted_deployment_pod_is_replaced(node: Node) -> None:
     k = node.kubectl()
     before = {p["metadata"]["name"]: p["status"]["podIP"] for p in node.pods("app=httpd-deployment")}
-    victim, victim_ip = sorted(before.items())[0]
+    victim, victim_ip = min(before.items())
     started = time.monotonic()
     assert k("delete", "pod", victim, "--grace-period=2") == f'pod "{victim}" deleted\n'
     assert time.monotonic() - started < 15

@@ -194,8 +194,8 @@ def test_dns_config_merges_and_limits() -> None:
     assert cfg.servers == ["10.96.0.10", "10.0.0.1", "10.0.0.2"]
     assert cfg.searches == ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "x"]
     assert cfg.options == ["ndots:1"]
-    assert warnings == [("DNSConfigForming", "Nameserver limits were exceeded, some nameservers have been "
-                                             "omitted, the applied nameserver line is: 10.96.0.10 10.0.0.1 10.0.0.2")]
+    assert warnings == [("DNSConfigForming", ("Nameserver limits were exceeded, some nameservers have been omitted, "
+                                              "the applied nameserver line is: 10.96.0.10 10.0.0.1 10.0.0.2"))]
 
 
 def test_missing_cluster_dns_falls_back_to_default() -> None:

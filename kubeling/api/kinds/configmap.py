@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
-from ..errors import FieldError, invalid
+from ..errors import FieldError, invalid, too_long
 from ..meta import list_of, top_level
 from ..printers import age, name
 from ..registry import Column, Kind, register
@@ -12,6 +13,7 @@ from ..schema import BOOL, BYTES, STRING, Field, MapOf
 from ..validation import dns1123_subdomain, validate_object_meta, validate_object_meta_update
 
 _CONFIG_KEY = r"[-._a-zA-Z0-9]+"
+_MAX_SIZE = 1024 * 1024
 
 CONFIGMAP = top_level("io.k8s.api.core.v1.ConfigMap", [
     Field("data", MapOf(STRING), 2,
@@ -46,6 +48,9 @@ def _validate(new: dict, old: dict | None) -> list[FieldError]:
     for field, values in (("data", data), ("binaryData", binary)):
         for k in values:
             errs += [invalid(field, k, m) for m in config_map_key(k)]
+    size = sum(len(v.encode()) for v in data.values()) + sum(len(base64.b64decode(v)) for v in binary.values())
+    if size > _MAX_SIZE:
+        errs.append(too_long("", _MAX_SIZE))
     for k in set(data) & set(binary):
         errs.append(invalid("data", k, "duplicate of key present in binaryData"))
     if old is not None and old.get("immutable"):
