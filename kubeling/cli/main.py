@@ -7,12 +7,23 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
 from .. import __version__
 from .common import DEFAULT_DATA_DIR, CLIError
 from ..proxy import cli as proxy_cli
 from .image import add_parser as add_image_parser
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run on uvloop where available: its C transports roughly halve
+    the per-request cost of TLS and HTTP parsing in the API server."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
 
 def _server(args: argparse.Namespace) -> None:
     from ..apiserver.server import ServerOptions, parse_listen, serve_forever
@@ -24,7 +35,7 @@ def _server(args: argparse.Namespace) -> None:
     opts = ServerOptions(data_dir=Path(args.data_dir), host=host, port=port, service_cidr=args.service_cidr,
                          default_toleration_seconds=args.default_toleration_seconds)
     try:
-        asyncio.run(serve_forever(opts))
+        run(serve_forever(opts))
     except OSError as e:
         if e.errno == 98:
             raise CLIError(f"cannot listen on {args.listen}: address already in use") from None
