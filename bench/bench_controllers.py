@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import resource
 import shutil
@@ -42,10 +43,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kubeling.api.errors import APIError  # noqa: E402
-from kubeling.api.registry import Kind, lookup  # noqa: E402
-from kubeling.client.rest import Client  # noqa: E402
-from kubeling.testing import Cluster, start_cluster  # noqa: E402
+from kubeling.api.errors import APIError
+from kubeling.api.registry import Kind, lookup
+from kubeling.client.rest import Client
+from kubeling.testing import Cluster, start_cluster
 
 Obj = dict[str, Any]
 NAMESPACE = "bench"
@@ -125,6 +126,20 @@ class Usage:
 def usage(pid: int) -> Usage:
     rss, hwm = proc_mem(pid)
     return Usage(proc_cpu(pid), rss, hwm)
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) seconds of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def self_cpu() -> float:
@@ -315,6 +330,10 @@ class Result:
     api: tuple[Usage, Usage] | None = None
     up: tuple[Usage, Usage] | None = None
     client_cpu: float = 0.0
+    #: CPU seconds the whole machine was busy during the burst, and the seconds available (all cores)
+    machine_busy: float = 0.0
+    machine_total: float = 0.0
+    load: tuple[float, float] = (0.0, 0.0)
     watch_events: int = 0
     timed_out: bool = False
 
@@ -339,6 +358,7 @@ async def measure(cluster: Cluster, args: argparse.Namespace, profile_dir: Path 
         profilers = [Profiler(api_pid, profile_dir, "apiserver"), Profiler(up_pid, profile_dir, "up")] \
             if profile_dir else []
         before_api, before_up, before_self = usage(api_pid), usage(up_pid), self_cpu()
+        before_machine, load_before = machine_cpu(), loadavg()
         t0 = time.monotonic()
         sizes = split(args.pods, args.deployments)
         await asyncio.gather(*(client.create(DEPLOY, deployment(f"load-{i}", n), NAMESPACE)
@@ -351,7 +371,7 @@ async def measure(cluster: Cluster, args: argparse.Namespace, profile_dir: Path 
         while not tracker.all_ready.is_set() and time.monotonic() < deadline:
             try:
                 await asyncio.wait_for(tracker.all_ready.wait(), 5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 now = time.monotonic()
                 sched = sum(1 for p in tracker.pods.values() if p.scheduled is not None)
                 cpu = (proc_cpu(api_pid), proc_cpu(up_pid))
@@ -376,6 +396,10 @@ async def measure(cluster: Cluster, args: argparse.Namespace, profile_dir: Path 
             await asyncio.sleep(0.05)
 
         after_api, after_up, after_self = usage(api_pid), usage(up_pid), self_cpu()
+        after_machine = machine_cpu()
+        res.machine_busy = after_machine[0] - before_machine[0]
+        res.machine_total = after_machine[1] - before_machine[1]
+        res.load = (load_before, loadavg())
         for p in profilers:
             p.stop()
         res.api, res.up = (before_api, after_api), (before_up, after_up)
@@ -414,7 +438,7 @@ async def measure(cluster: Cluster, args: argparse.Namespace, profile_dir: Path 
 
 
 def fmt(v: float, unit: str = "", digits: int = 1) -> str:
-    if v != v:  # nan
+    if math.isnan(v):
         return "n/a"
     return f"{v:,.{digits}f}{unit}"
 
@@ -422,37 +446,42 @@ def fmt(v: float, unit: str = "", digits: int = 1) -> str:
 def report(res: Result) -> str:
     api_b, api_a = res.api or (Usage(0, 0, 0), Usage(0, 0, 0))
     up_b, up_a = res.up or (Usage(0, 0, 0), Usage(0, 0, 0))
-    lines = [
-        f"## {res.pods:,} pods in {res.deployments} Deployments on {res.nodes} simulated nodes",
-        "",
-        "| measure | kubeling | anchor (targets.md) |",
-        "|---|---|---|",
-        f"| Deployments created (API, all at once) | {fmt(res.create_api * 1000, ' ms', 0)} | |",
-        f"| first create -> all pods Ready (watch) | {fmt(res.all_ready, ' s', 2)}"
-        f"{' (TIMED OUT)' if res.timed_out else ''} | |",
-        f"| first create -> Deployments report all available | {fmt(res.deploys_available, ' s', 2)} | |",
-        f"| pods created (ReplicaSet controller), mean / peak 1 s | {fmt(res.created_rate, '/s', 0)} / "
-        f"{fmt(res.created_peak, '/s', 0)} | KWOK creates 20 pods/s |",
-        f"| pods scheduled (nodeName seen), mean / peak 1 s | {fmt(res.scheduled_rate, '/s', 0)} / "
-        f"{fmt(res.scheduled_peak, '/s', 0)} | scheduler gate 90-100 pods/s |",
-        f"| pods scheduled (PodScheduled condition times, 1 s resolution) | "
-        f"{fmt(res.scheduled_rate_conditions, '/s', 0)} | scheduler gate 90-100 pods/s |",
-        f"| pods Ready, mean | {fmt(res.ready_rate, '/s', 0)} | KWOK 20 pods/s |",
-        f"| create -> scheduled p50 / p99 / max | {fmt(res.sched_latency[0], ' s', 2)} / "
-        f"{fmt(res.sched_latency[1], ' s', 2)} / {fmt(res.sched_latency[2], ' s', 2)} | |",
-        f"| create -> Ready p50 / p99 / max | {fmt(res.ready_latency[0], ' s', 2)} / "
-        f"{fmt(res.ready_latency[1], ' s', 2)} / {fmt(res.ready_latency[2], ' s', 2)} | "
-        "pod startup SLO p99 <= 5 s |",
-        f"| pods per node min / max | {res.per_node[0]} / {res.per_node[1]} | |",
-        f"| API server CPU during the burst | {fmt(api_a.cpu - api_b.cpu, ' s', 1)} | |",
-        f"| `kubeling up` (controllers, scheduler, nodes) CPU | {fmt(up_a.cpu - up_b.cpu, ' s', 1)} | |",
-        f"| bench client CPU (watch + creates) | {fmt(res.client_cpu, ' s', 1)} | |",
-        f"| API server RSS before / after / peak | {fmt(api_b.rss, ' MiB', 0)} / {fmt(api_a.rss, ' MiB', 0)} / "
-        f"{fmt(api_a.hwm, ' MiB', 0)} | kube-apiserver 300 MiB idle, 440-570 MiB loaded |",
-        f"| `kubeling up` RSS before / after / peak | {fmt(up_b.rss, ' MiB', 0)} / {fmt(up_a.rss, ' MiB', 0)} / "
-        f"{fmt(up_a.hwm, ' MiB', 0)} | k3s server idle about 500 MB |",
-        f"| watch events seen by the bench | {res.watch_events:,} | |",
+    ours = api_a.cpu - api_b.cpu + up_a.cpu - up_b.cpu + res.client_cpu
+    busy = fmt(100 * res.machine_busy / max(res.machine_total, 1e-9), "%", 0)
+    share = fmt(100 * ours / max(res.machine_busy, 1e-9), "%", 0)
+    timed_out = " (TIMED OUT)" if res.timed_out else ""
+    rows: list[tuple[str, str, str]] = [
+        ("Deployments created (API, all at once)", fmt(res.create_api * 1000, " ms", 0), ""),
+        ("first create -> all pods Ready (watch)", fmt(res.all_ready, " s", 2) + timed_out, ""),
+        ("first create -> Deployments report all available", fmt(res.deploys_available, " s", 2), ""),
+        ("pods created (ReplicaSet controller), mean / peak 1 s",
+         f"{fmt(res.created_rate, '/s', 0)} / {fmt(res.created_peak, '/s', 0)}", "KWOK creates 20 pods/s"),
+        ("pods scheduled (nodeName seen), mean / peak 1 s",
+         f"{fmt(res.scheduled_rate, '/s', 0)} / {fmt(res.scheduled_peak, '/s', 0)}", "scheduler gate 90-100 pods/s"),
+        ("pods scheduled (PodScheduled condition times, 1 s resolution)",
+         fmt(res.scheduled_rate_conditions, "/s", 0), "scheduler gate 90-100 pods/s"),
+        ("pods Ready, mean", fmt(res.ready_rate, "/s", 0), "KWOK 20 pods/s"),
+        ("create -> scheduled p50 / p99 / max", " / ".join(fmt(v, " s", 2) for v in res.sched_latency), ""),
+        ("create -> Ready p50 / p99 / max", " / ".join(fmt(v, " s", 2) for v in res.ready_latency),
+         "pod startup SLO p99 <= 5 s"),
+        ("pods per node min / max", f"{res.per_node[0]} / {res.per_node[1]}", ""),
+        ("API server CPU during the burst", fmt(api_a.cpu - api_b.cpu, " s"), ""),
+        ("`kubeling up` (controllers, scheduler, nodes) CPU", fmt(up_a.cpu - up_b.cpu, " s"), ""),
+        ("bench client CPU (watch + creates)", fmt(res.client_cpu, " s"), ""),
+        ("API server RSS before / after / peak",
+         " / ".join(fmt(v, " MiB", 0) for v in (api_b.rss, api_a.rss, api_a.hwm)),
+         "kube-apiserver 300 MiB idle, 440-570 MiB loaded"),
+        ("`kubeling up` RSS before / after / peak",
+         " / ".join(fmt(v, " MiB", 0) for v in (up_b.rss, up_a.rss, up_a.hwm)),
+         "k3s server idle about 500 MB"),
+        ("watch events seen by the bench", f"{res.watch_events:,}", ""),
+        ("machine CPU busy during the burst (all cores) / share of it kubeling + bench",
+         f"{busy} of {os.cpu_count()} cores / {share}", ""),
+        ("machine load average (1 min) before / after", f"{res.load[0]:.2f} / {res.load[1]:.2f}", ""),
     ]
+    lines = [f"## {res.pods:,} pods in {res.deployments} Deployments on {res.nodes} simulated nodes", "",
+             "| measure | kubeling | anchor (targets.md) |", "|---|---|---|"]
+    lines += [f"| {m} | {v} | {a} |" for m, v, a in rows]
     return "\n".join(lines)
 
 

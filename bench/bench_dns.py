@@ -1,6 +1,7 @@
 """Cluster DNS throughput and latency on this machine (a script, not a test).
 
-    .venv/bin/python bench/bench_dns.py [--duration 10] [--services 200] [--concurrency 10,50,200]
+    .venv/bin/python bench/bench_dns.py [--duration 5] [--repeat 3] [--services 200]
+                                        [--concurrency 10,50,200] [--loop asyncio|uvloop]
 
 Starts `kubeling server` on a temporary data dir, creates Services (ClusterIP
 ones with a named port, and a headless one with 10 ready endpoints), then runs
@@ -13,12 +14,13 @@ over UDP on 127.0.0.1 with a fixed number of queries outstanding:
   half of them in capitals (the answer echoes the case);
 - the same over TCP (one connection, pipelined).
 
-Peak queries/s come from plain runs; p50/p99 from a second run with dnsperf's
+Queries/s: the median of --repeat plain runs; p50/p99 from a further run with dnsperf's
 per-query latency report (-v), which costs the generator some speed. In the
-same run it measures the ceiling: a trivial asyncio UDP echo server (a
+same run it measures the ceiling: a trivial UDP echo server (a
 DatagramProtocol that sets the QR bit and sends the query back), and the same
-echo on the batched non-blocking socket reader the DNS server uses. Prints a
-markdown table beside CoreDNS's published 33,700 queries/s on 2 vCPU.
+echo on the batched non-blocking socket reader the DNS server uses, all on the
+event loop chosen with --loop. Prints a markdown table beside CoreDNS's
+published 33,700 queries/s on 2 vCPU.
 """
 
 from __future__ import annotations
@@ -237,12 +239,16 @@ def median_run(runs: list[Run]) -> Run:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "serve-dns":
-        asyncio.run(serve_dns(sys.argv[2], int(sys.argv[3])))
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "serve-echo":
-        serve = serve_echo_protocol if sys.argv[3] == "protocol" else serve_echo_batched
-        asyncio.run(serve(int(sys.argv[2])))
+    if len(sys.argv) > 1 and sys.argv[1] in ("serve-dns", "serve-echo"):
+        # the child's event loop: "asyncio" or "uvloop", last argument
+        run = asyncio.run
+        if sys.argv[-1] == "uvloop":
+            import uvloop
+            run = uvloop.run
+        if sys.argv[1] == "serve-dns":
+            run(serve_dns(sys.argv[2], int(sys.argv[3])))
+        else:
+            run((serve_echo_protocol if sys.argv[3] == "protocol" else serve_echo_batched)(int(sys.argv[2])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per dnsperf run")
@@ -250,6 +256,8 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--concurrency", default="10,50,200",
                         help="queries outstanding, comma-separated (dnsperf paces itself below 10)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the servers' event loop")
     args = parser.parse_args()
     if shutil.which("dnsperf") is None:
         sys.exit("dnsperf is not installed (apt-get install dnsperf)")
@@ -260,14 +268,15 @@ def main() -> None:
         asyncio.run(create_services(cluster.kubeconfig, args.services))
         files = query_files(Path(tmp), args.services)
         ports = [free_port() for _ in range(3)]
-        servers = [spawn("serve-dns", str(cluster.kubeconfig), str(ports[0])),
-                   spawn("serve-echo", str(ports[1]), "protocol"), spawn("serve-echo", str(ports[2]), "batched")]
+        servers = [spawn("serve-dns", str(cluster.kubeconfig), str(ports[0]), args.loop),
+                   spawn("serve-echo", str(ports[1]), "protocol", args.loop),
+                   spawn("serve-echo", str(ports[2]), "batched", args.loop)]
         dns_pid = servers[0].pid
         targets = [Target(label, transport, ports[0], dns_pid, path)
                    for transport in ("UDP", "TCP") for label, path in files.items()]
-        targets += [Target("asyncio UDP echo (DatagramProtocol)", "UDP", ports[1], servers[1].pid,
+        targets += [Target("UDP echo (DatagramProtocol)", "UDP", ports[1], servers[1].pid,
                            files["cluster A"], latency=False),
-                    Target("asyncio UDP echo (batched reader)", "UDP", ports[2], servers[2].pid,
+                    Target("UDP echo (batched reader)", "UDP", ports[2], servers[2].pid,
                            files["cluster A"], latency=False)]
         try:
             # Targets interleaved at each level, so that the machine's other load
@@ -295,8 +304,8 @@ def main() -> None:
 
     print()
     print(f"kubeling cluster DNS, {args.services} ClusterIP Services + 1 headless (10 endpoints); dnsperf, "
-          f"median of {args.repeat} runs of {args.duration:.0f} s per cell; {os.cpu_count()} cores shared by the "
-          "server, dnsperf and whatever else runs on the machine")
+          f"median of {args.repeat} runs of {args.duration:.0f} s per cell; servers on {args.loop}; "
+          f"{os.cpu_count()} cores shared by the server, dnsperf and whatever else runs on the machine")
     print()
     print("| queries | transport | outstanding | queries/s | p50 | p99 | server CPU | q/s per server core "
           "| dnsperf CPU | lost |")

@@ -72,8 +72,7 @@ async def _reconcile_endpoints(api: APIServer, ip: str, port: int) -> None:
     slices = _kind("discovery.k8s.io", "v1", "endpointslices")
     slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
               "metadata": {"name": "kubernetes", "namespace": "default",
-                           "labels": {"kubernetes.io/service-name": "kubernetes",
-                                      "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+                           "labels": {"kubernetes.io/service-name": "kubernetes"}},
               "addressType": "IPv4",
               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
               "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}

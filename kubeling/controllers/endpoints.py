@@ -102,10 +102,13 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def selected_pods(pods: Informer, namespace: str, selector: dict[str, str]) -> list[Obj]:
-    """The cached pods of `namespace` that `selector` matches, through the label index."""
-    key, value = min(selector.items())
-    return [p for p in pods.by_index(POD_LABEL_INDEX, f"{namespace}/{key}={value}")
-            if _matches(selector, p["metadata"].get("labels") or {})]
+    """The cached pods of `namespace` that `selector` matches: the label
+    index's bucket for one of its terms, filtered by the others."""
+    (key, value), *rest = sorted(selector.items())
+    bucket = pods.by_index(POD_LABEL_INDEX, f"{namespace}/{key}={value}")
+    if not rest:
+        return bucket
+    return [p for p in bucket if _matches(dict(rest), p["metadata"].get("labels") or {})]
 
 
 def services_for_labels(services: Informer, namespace: str, labels: dict[str, str]) -> set[str]:
@@ -358,8 +361,9 @@ def repack_subsets(ports_to_addrs: dict[PortKey, dict[AddrKey, bool]], addresses
         groups.setdefault(frozenset(by_addr.items()), []).append(port)
     subsets = []
     for group, ports in groups.items():
-        ready = sorted((addresses[a] for a, r in group if r), key=_address_sort_key)
-        not_ready = sorted((addresses[a] for a, r in group if not r), key=_address_sort_key)
+        # an address's key is its sort key: (ip, target uid)
+        ready = [addresses[a] for a in sorted(a for a, r in group if r)]
+        not_ready = [addresses[a] for a in sorted(a for a, r in group if not r)]
         subset: Obj = {}
         if ready:
             subset["addresses"] = ready
@@ -373,9 +377,11 @@ def repack_subsets(ports_to_addrs: dict[PortKey, dict[AddrKey, bool]], addresses
     return subsets
 
 
-def _subset_sort_key(s: Obj) -> tuple[list[PortKey], list[tuple[str, str]]]:
+def _subset_sort_key(s: Obj) -> tuple[list[PortKey], tuple[str, str]]:
+    """Each port is in one subset only, so the ports order subsets; the first
+    address breaks the tie of a headless Service's port-less subset."""
     addrs: list[Obj] = s.get("addresses") or s.get("notReadyAddresses") or []
-    return [_port_key(p) for p in s.get("ports") or ()], [_address_sort_key(a) for a in addrs]
+    return [_port_key(p) for p in s.get("ports") or ()], _address_sort_key(addrs[0]) if addrs else ("", "")
 
 
 def truncate_subsets(subsets: list[Obj]) -> bool:
@@ -420,7 +426,10 @@ class EndpointsController:
     def __init__(self, client: Client, factory: InformerFactory,
                  recorder_factory: Callable[[str], EventRecorder], *, batch_period: float = 0.5) -> None:
         """`batch_period` delays syncs caused by pod changes so a burst of them
-        costs one Endpoints write (upstream's --endpoint-updates-batch-period)."""
+        costs one Endpoints write (upstream's --endpoint-updates-batch-period).
+        Upstream defaults to none; here a sync of a large Service costs enough
+        Python time that back-to-back syncs during a rollout would starve the
+        other controllers sharing the event loop, hence half a second."""
         self.client = client
         self.batch_period = batch_period
         self.recorder = recorder_factory("endpoint-controller")

@@ -369,7 +369,8 @@ class EndpointSliceController:
                  recorder_factory: Callable[[str], EventRecorder], *, max_endpoints_per_slice: int = 100,
                  batch_period: float = 0.5) -> None:
         """`batch_period` delays syncs caused by pod changes so a burst of them
-        costs one round of writes (upstream's --endpointslice-updates-batch-period)."""
+        costs one round of writes (upstream's --endpointslice-updates-batch-period;
+        see EndpointsController for why it is not 0 here)."""
         self.client = client
         self.max_endpoints = max_endpoints_per_slice
         self.batch_period = batch_period
@@ -465,8 +466,9 @@ class EndpointSliceController:
     async def sync(self, key: str) -> None:
         ns = key.split("/", 1)[0]
         svc = self.services.get(key)
-        if svc is None or not manages_endpoints(svc):
-            for address_type in ("IPv4", "IPv6"):
+        types = address_types(svc) if svc is not None and manages_endpoints(svc) else []
+        for address_type in ("IPv4", "IPv6"):
+            if address_type not in types:
                 self._cache.pop((key, address_type), None)
         if svc is None:
             self.triggers.delete(key)
@@ -487,7 +489,7 @@ class EndpointSliceController:
         selector = service_selector(svc)
         assert selector is not None
         pods = selected_pods(self.pods, ns, selector)
-        members = {t: self._members(svc, pods, t) for t in address_types(svc)}
+        members = {t: self._members(svc, pods, t) for t in types}
         any_type = next(iter(members.values()))
         trigger = self.triggers.compute(key, svc, {name: m.ready_time for name, m in any_type.items()
                                                    if m.ready_time is not None})
@@ -514,11 +516,16 @@ class EndpointSliceController:
         previous = self._cache.get(key, {})
         svc_rv = svc["metadata"].get("resourceVersion", "")
         members: dict[str, _Member] = {}
+        nodes: dict[str, tuple[Obj | None, str]] = {}  # name -> (node, zone), looked up once per sync
         for pod in pods:
             meta = pod["metadata"]
             node_name = (pod.get("spec") or {}).get("nodeName") or ""
-            node = self.nodes.get(node_name) if node_name else None
-            zone = (node["metadata"].get("labels") or {}).get(ZONE_LABEL, "") if node is not None else ""
+            known = nodes.get(node_name)
+            if known is None:
+                node = self.nodes.get(node_name) if node_name else None
+                known = nodes[node_name] = (
+                    node, (node["metadata"].get("labels") or {}).get(ZONE_LABEL, "") if node is not None else "")
+            node, zone = known
             version = (meta.get("resourceVersion", ""), svc_rv, node is not None, zone)
             m = previous.get(meta["name"])
             if m is None or m.version != version:

@@ -370,6 +370,15 @@ class GarbageCollector:
             log.info("garbage collector: %s is not a served kind; ignoring %s", identity.kind, identity)
         return k
 
+    def _cached(self, identity: Identity) -> Obj | None:
+        """The informer's copy of the object at these coordinates, if it is that object."""
+        k = resolve(identity.api_version, identity.kind)
+        inf = self._informers.get((k.group, k.version, k.kind)) if k is not None else None
+        if inf is None:
+            return None
+        obj = inf.get(f"{identity.namespace}/{identity.name}" if identity.namespace else identity.name)
+        return obj if obj is not None and obj["metadata"].get("uid") == identity.uid else None
+
     async def _get(self, identity: Identity) -> Obj | None:
         """The live object at these coordinates, None when absent."""
         k = self._kind_of(identity)
@@ -391,7 +400,12 @@ class GarbageCollector:
             return False
         if self._kind_of(node.identity) is None:
             return False
-        latest = await self._get(node.identity)
+        # The informer's copy stands in for a live read of an observed object: a
+        # deletion carries its resourceVersion as a precondition, so acting on a
+        # stale copy fails and is retried from a live one.
+        latest = self._cached(node.identity) if node.observed else None
+        if latest is None:
+            latest = await self._get(node.identity)
         if latest is None or latest["metadata"].get("uid") != uid:
             return self._virtual_delete(node)
         if node.deleting_dependents:
@@ -452,9 +466,8 @@ class GarbageCollector:
         identity = _owner_identity(ref, node.identity.namespace)
         if identity in self._absent:
             return None
-        inf = self._informers.get((k.group, k.version, k.kind))
-        cached = inf.get(f"{identity.namespace}/{identity.name}" if k.namespaced else identity.name) if inf else None
-        if cached is not None and cached["metadata"].get("uid") == identity.uid:
+        cached = self._cached(identity)
+        if cached is not None:
             return cached
         live = await self._get(identity)
         if live is None or live["metadata"].get("uid") != identity.uid:

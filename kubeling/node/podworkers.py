@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import shutil
@@ -258,7 +259,7 @@ class NodeContext:
     image_backoff: Backoff = field(default_factory=Backoff)
     #: container starts in flight: a burst of pods otherwise runs a runc per pod at once, and
     #: every start (and the sandbox thread) then crawls on the few cores
-    starts: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2 * (os.cpu_count() or 1)))
+    starts: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1000))
 
     def pod_dir(self, uid: str) -> Path:
         return self.data_dir / "pods" / uid
@@ -407,7 +408,8 @@ class PodWorker:
         if meta.get("deletionTimestamp"):
             await self._terminate(pod, instances)
             return
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        reported = self.ctx.statuses.last(self.uid) or pod.get("status") or {}
+        if reported.get("phase") in ("Succeeded", "Failed"):
             await self._finish(pod, instances)
             return
         running = {st.id for sts in instances.values() for st in sts if st.state == "running"}
@@ -835,23 +837,36 @@ class PodWorker:
             await kill(st)
 
     async def _pre_stop(self, pod: Obj, c: Obj, st: ContainerStatus, grace: float) -> None:
+        """The preStop hook (exec, httpGet or sleep), within the grace period; a failure is an
+        event, and the container is stopped all the same."""
         hook = (c.get("lifecycle") or {}).get("preStop") or {}
         if hook.get("sleep") is not None:
             await asyncio.sleep(min(float(hook["sleep"].get("seconds", 0)), grace))
             return
-        sandbox = self.sandbox
-        probe = {**hook, "timeoutSeconds": max(int(grace), 1)}
-        if sandbox is None or not any(hook.get(k) is not None for k in ("exec", "httpGet", "tcpSocket")):
+        if self.sandbox is None:
             return
-        result, output = await run_probe(self._probes(pod, c, st, sandbox).target, probe)
-        if result != "success":
-            if hook.get("exec") is not None:
-                what = f"Exec lifecycle hook ({hook['exec'].get('command') or []}) for Container \"{c['name']}\" " \
-                       f"in Pod \"{kr.pod_name(pod)}\" failed - error: command exited, message: {output!r}"
-            else:
-                what = f"HTTP lifecycle hook ({(hook.get('httpGet') or {}).get('path', '')}) for Container " \
-                       f"\"{c['name']}\" in Pod \"{kr.pod_name(pod)}\" failed - error: {output}"
-            self._event(pod, "Warning", "FailedPreStopHook", what)
+        target = self._probes(pod, c, st, self.sandbox).target
+        where = f"for Container {json.dumps(c['name'])} in Pod {json.dumps(kr.pod_name(pod))}"
+        if hook.get("exec") is not None:
+            cmd = list(hook["exec"].get("command") or [])
+            try:
+                code, output = await target.exec(cmd, grace)
+            except TimeoutError:
+                code, output = -1, b""
+            if code != 0:
+                text = output.decode(errors="replace")
+                error = (f"command '{' '.join(cmd)}' exited with {code}: " if code >= 0
+                         else f"command '{' '.join(cmd)}' timed out")
+                self._event(pod, "Warning", "FailedPreStopHook",
+                            f"Exec lifecycle hook ([{' '.join(cmd)}]) {where} failed - error: {error}, "
+                            f"message: {json.dumps(text)}")
+        elif hook.get("httpGet") is not None:
+            result, why = await run_probe(target, {"httpGet": hook["httpGet"],
+                                                   "timeoutSeconds": max(int(grace), 1)})
+            if result != "success":
+                self._event(pod, "Warning", "FailedPreStopHook",
+                            f"HTTP lifecycle hook ({hook['httpGet'].get('path', '')}) {where} failed - "
+                            f"error: {why}")
 
     async def _terminate(self, pod: Obj, instances: dict[str, list[ContainerStatus]]) -> None:
         """The pod is being deleted: stop everything within its grace period, report the final

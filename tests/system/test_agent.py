@@ -477,6 +477,7 @@ spec:
   containers:
   - name: web
     image: ethos93/go-httpd:v1
+    startupProbe: {exec: {command: ["test", "-d", "/www"]}, periodSeconds: 1}
     readinessProbe: {httpGet: {path: /missing, port: 8080}, periodSeconds: 1, failureThreshold: 1}
   - name: dead
     image: ethos93/go-httpd:v1
@@ -488,7 +489,7 @@ spec:
                    {c["name"]: c for c in p["status"].get("containerStatuses") or []}.get("dead", {})
                    .get("restartCount", 0) >= 1 and p, timeout=90)
     web = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "web")
-    assert web["ready"] is False and "running" in web["state"]
+    assert web["started"] is True and web["ready"] is False and "running" in web["state"]
     events = json.loads(k("get", "events", "--field-selector", "involvedObject.name=probed", "-o", "json"))["items"]
     messages = {(e["reason"], e["message"]) for e in events}
     assert ("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 404") in messages
@@ -497,30 +498,79 @@ spec:
     assert ("Killing", "Container dead failed liveness probe, will be restarted") in messages
 
 
+def test_graceful_termination_with_pre_stop_hook(node: Node) -> None:
+    k = node.kubectl()
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata: {name: graceful}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: app
+    image: busybox:latest
+    command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.2; done"]
+    lifecycle:
+      preStop:
+        exec: {command: ["sh", "-c", "echo leaving; exit 3"]}
+"""
+    k("apply", "-f", "-", input=manifest)
+    pod = wait_for("the pod", lambda: running(p := node.pod("graceful")) and p)
+    uid = pod["metadata"]["uid"]
+    started = time.monotonic()
+    assert k("delete", "pod", "graceful") == 'pod "graceful" deleted\n'
+    # the container exits on SIGTERM: the deletion does not wait for the grace period
+    assert time.monotonic() - started < 10
+    assert not list((node.data_dir / "pods").glob(f"*{uid}*"))
+    events = json.loads(k("get", "events", "--field-selector", "involvedObject.name=graceful", "-o", "json"))["items"]
+    messages = [(e["reason"], e["message"]) for e in events]
+    assert ("Killing", "Stopping container app") in messages
+    hook = (f'Exec lifecycle hook ([sh -c echo leaving; exit 3]) for Container "app" in Pod "graceful_default({uid})" '
+            f'failed - error: command \'sh -c echo leaving; exit 3\' exited with 3: , message: "leaving\\n"')
+    assert ("FailedPreStopHook", hook) in messages
+
+
 def test_agent_restart_keeps_containers(node: Node) -> None:
+    """A restarted agent adopts what runs (same containers, restart counts, pids, and no status
+    writes), records what exited while it was away, and removes what belongs to pods that are gone."""
     k = node.kubectl()
 
+    def container_pid(cid: str) -> int:
+        return int(json.loads((node.data_dir / "containers" / cid / "started.json").read_text())["pid"])
+
     def snapshot() -> dict[str, tuple[str, int, str, int]]:
-        items = json.loads(k("get", "pods", "-o", "json"))["items"]
         out = {}
-        for p in items:
-            if not running(p):
-                continue
-            c = p["status"]["containerStatuses"][0]
-            cid = c["containerID"].split("://")[1]
-            started = json.loads((node.data_dir / "containers" / cid / "started.json").read_text())
-            out[p["metadata"]["name"]] = (cid, c["restartCount"], p["metadata"]["resourceVersion"],
-                                          int(started["pid"]))
+        for p in json.loads(k("get", "pods", "-o", "json"))["items"]:
+            if running(p):
+                c = p["status"]["containerStatuses"][0]
+                cid = c["containerID"].split("://")[1]
+                out[p["metadata"]["name"]] = (cid, c["restartCount"], p["metadata"]["resourceVersion"],
+                                              container_pid(cid))
         return out
+
+    def containers_of(uid: str) -> list[str]:
+        return [d.name for d in (node.data_dir / "containers").iterdir()
+                if uid in (d / "meta.json").read_text(errors="replace")]
 
     before = snapshot()
     assert {"httpd", "curlpod"} <= set(before)
+    gone_uid = node.pod("httpd")["metadata"]["uid"]
+    crashed = node.pods("app=httpd-replicaset")[0]["metadata"]["name"]
     node.stop_agent()
+    # while no agent runs: a pod is force-deleted, and a container dies
+    k("delete", "pod", "httpd", "--grace-period=0", "--force")
+    os.kill(before[crashed][3], signal.SIGKILL)
     node.start_agent()
-    time.sleep(3)
+    pod = wait_for("the exit recorded and the container restarted", lambda: (p := node.pod(crashed)) and running(p)
+                   and p["status"]["containerStatuses"][0]["restartCount"] == 1 and p)
+    assert pod["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 137
+    wait_for("the orphan's containers and sandbox removed", lambda: not containers_of(gone_uid)
+             and not Path(f"/run/netns/kubeling-{gone_uid}").exists())
+    time.sleep(2)
     after = snapshot()
-    assert after == before  # same containers, restart counts and pids, and no status rewrites
-    for _, _, _, pid in after.values():
+    unchanged = {name: v for name, v in before.items() if name not in ("httpd", crashed)}
+    assert {name: after.get(name) for name in unchanged} == unchanged
+    for _, _, _, pid in unchanged.values():
         os.kill(pid, 0)
     assert wait_for("a log line after the restart", lambda: k("logs", "curlpod").count("hi") >= 1)
     ready = json.loads(k("get", "node", NODE, "-o", "json"))["status"]["conditions"]
