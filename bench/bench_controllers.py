@@ -239,7 +239,10 @@ def rate(times: list[float]) -> float:
 
 
 def peak_rate(times: list[float], window: float = 1.0) -> float:
+    """The most events in any `window` seconds, per second (the mean when they all fit in one window)."""
     times = sorted(times)
+    if len(times) > 1 and times[-1] - times[0] <= window:
+        return rate(times)
     best, j = 0, 0
     for i, t in enumerate(times):
         while times[j] < t - window:
@@ -256,13 +259,18 @@ def _rfc3339(ts: str) -> float:
 
 
 class Profiler:
-    """py-spy record on a pid in raw (collapsed stack) format."""
+    """py-spy record on a pid, in raw (collapsed stack) format, sampling only the thread that
+    holds the GIL: where the process spends CPU in Python, not where it waits."""
+
+    #: frames that are plumbing, left out of the inclusive table
+    PLUMBING = ("asyncio/", "threading.py", "selectors.py", "<frozen runpy>", "kubeling/__main__.py",
+                "kubeling/cli/main.py", "uvloop/")
 
     def __init__(self, pid: int, out: Path, label: str) -> None:
         self.out = out / f"{label}.txt"
         self.label = label
         exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--gil",
                                       "--nonblocking", "-o", str(self.out)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -291,19 +299,14 @@ class Profiler:
             own[frames[-1]] += n
             for f in set(frames):
                 inclusive[f] += n
-        lines = [f"py-spy {self.label}: {total} samples ({self.out})", "", "| self % | function |", "|---|---|"]
+        if not total:
+            return f"(empty profile for {self.label})"
+        lines = [f"### py-spy --gil, {self.label}: {total} samples ({self.out})", "",
+                 "| self % | function |", "|---|---|"]
         lines += [f"| {100 * n / total:.1f} | `{f}` |" for f, n in own.most_common(top)]
-        skip = ("<module>", "run (asyncio", "run_forever", "_run_once", "_run (asyncio", "run_until_complete",
-                "main (", "_run_module", "_run_code", "up (", "serve (")
         lines += ["", "| incl. % | function |", "|---|---|"]
-        shown = 0
-        for f, n in inclusive.most_common():
-            if any(f.startswith(s) for s in skip):
-                continue
-            lines.append(f"| {100 * n / total:.1f} | `{f}` |")
-            shown += 1
-            if shown >= top:
-                break
+        kept = [(f, n) for f, n in inclusive.most_common() if not any(p in f for p in self.PLUMBING)]
+        lines += [f"| {100 * n / total:.1f} | `{f}` |" for f, n in kept[:top]]
         return "\n".join(lines)
 
 

@@ -39,6 +39,8 @@ class Config:
     default_toleration_seconds: int = 300
     #: TLS for the hop to node agents; None leaves exec/attach/portforward/log/proxy unserved
     node_client_tls: ssl.SSLContext | None = None
+    #: the network namespace node addresses live in (kubeling up --node-netns)
+    node_netns: str | None = None
     tokens: dict[str, TokenUser] = field(default_factory=dict)
 
 
@@ -54,7 +56,8 @@ class APIServer:
         self.crud = Objects(self.objects, self.admission)
         self.resources = ResourceHandlers(self.objects, self.crud)
         if config.node_client_tls is not None:
-            streaming.install(self.resources, streaming.NodeDialer(self.objects, config.node_client_tls))
+            streaming.install(self.resources, streaming.NodeDialer(self.objects, config.node_client_tls,
+                                                                  config.node_netns))
         self.ready = False
         self.started = time.time()
 

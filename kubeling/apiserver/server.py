@@ -30,6 +30,7 @@ class ServerOptions:
     node_port_range: tuple[int, int] = (30000, 32767)
     tls: bool = True
     default_toleration_seconds: int = 300
+    node_netns: str | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -81,7 +82,7 @@ async def start_server(opts: ServerOptions) -> RunningServer:
         config = Config(service_cidr=opts.service_cidr, node_port_range=opts.node_port_range,
                         advertise=f"{adv}:{opts.port}", tokens=load_tokens(pki),
                         default_toleration_seconds=opts.default_toleration_seconds,
-                        node_client_tls=streaming.node_client_tls(pki.dir))
+                        node_client_tls=streaming.node_client_tls(pki.dir), node_netns=opts.node_netns)
         api = APIServer(store, config)
         await bootstrap(api, adv, opts.port)
         ctx = None

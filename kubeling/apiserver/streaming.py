@@ -34,6 +34,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from multidict import CIMultiDict
 from ..api import errors
 from ..api.printers import parse_time
 from ..api.registry import Kind, lookup
+from ..node.namespaces import in_netns_thread
 from ..node.simulated import RUNTIME_VERSION as SIMULATED_RUNTIME
 from ..node.streamserver import (
     AGENT_CLIENT_NAME,
@@ -152,9 +154,13 @@ class AgentSocket(ChannelSocket):
 class NodeDialer:
     """Connections from the API server to node agents."""
 
-    def __init__(self, objects: ObjectStore, tls: ssl.SSLContext) -> None:
+    def __init__(self, objects: ObjectStore, tls: ssl.SSLContext, node_netns: str | None = None) -> None:
         self.objects = objects
         self.tls = tls
+        #: With a node network namespace (`kubeling up --node-netns`), node
+        #: addresses exist only inside it: connections are made from there, so
+        #: they never leave the machine.
+        self.node_netns = node_netns
 
     async def locate(self, node_name: str) -> AgentAddress:
         node = await self.objects.get(NODES, None, node_name)
@@ -171,7 +177,17 @@ class NodeDialer:
         raise errors.APIError(500, "InternalError", f"no preferred addresses found; known addresses: [{known}]")
 
     def _session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        connector = None
+        if self.node_netns:
+            path = self.node_netns if "/" in self.node_netns else f"/run/netns/{self.node_netns}"
+
+            def socket_in_netns(addr_info: Any) -> socket.socket:
+                family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
+                return in_netns_thread(path, lambda: socket.socket(family, type_, proto))
+
+            connector = aiohttp.TCPConnector(socket_factory=socket_in_netns)
+        return aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
     async def connect(self, address: AgentAddress, path: str, params: Sequence[tuple[str, str]]) -> AgentSocket:
         """A v5.channel.k8s.io WebSocket to `path` on the agent."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import socket
 from pathlib import Path
@@ -71,6 +72,8 @@ async def _reset(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if os.geteuid() != 0:
+        raise CLIError("the node agent needs root: it makes network namespaces, mounts and runc containers")
     if args.reset:
         asyncio.run(_reset(args))
         return

@@ -12,6 +12,7 @@ from typing import Any, Callable, Coroutine
 from .. import __version__
 from .common import DEFAULT_DATA_DIR, CLIError
 from ..proxy import cli as proxy_cli
+from .agent import add_parser as add_agent_parser
 from .image import add_parser as add_image_parser
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -33,7 +34,7 @@ def _server(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise CLIError(str(e)) from None
     opts = ServerOptions(data_dir=Path(args.data_dir), host=host, port=port, service_cidr=args.service_cidr,
-                         default_toleration_seconds=args.default_toleration_seconds)
+                         default_toleration_seconds=args.default_toleration_seconds, node_netns=args.node_netns)
     try:
         run(serve_forever(opts))
     except OSError as e:
@@ -87,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--service-cidr", default="10.96.0.0/12", help="range of Service cluster IPs")
     s.add_argument("--default-toleration-seconds", type=int, default=300,
                    help="how long pods tolerate the not-ready and unreachable taints")
+    s.add_argument("--node-netns", help="network namespace the node agents' addresses live in")
     s.set_defaults(func=_server)
 
     u = sub.add_parser("up", help="start a cluster: API server, controllers, scheduler and nodes")
@@ -105,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_kubeconfig)
 
     add_image_parser(sub)
+    add_agent_parser(sub)
 
     px = sub.add_parser("proxy", help="run the service proxy (nftables) for a node")
     proxy_cli.add_arguments(px)

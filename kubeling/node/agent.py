@@ -217,6 +217,10 @@ class NodeAgent:
     async def start(self) -> None:
         """Set up the node, register it and start every pod worker; returns once running."""
         cfg = self.config
+        pki = cfg.pki_dir
+        if pki is None or not await asyncio.to_thread((pki / "ca.key").exists):
+            raise RuntimeError(f"the stream server's certificate is issued from the cluster CA, and "
+                               f"{pki / 'ca.key' if pki else 'no PKI directory'} is missing (--pki-dir)")
         await asyncio.to_thread(cfg.data_dir.mkdir, parents=True, exist_ok=True)
         version = str((await self.client.request("GET", "/version")).get("gitVersion", ""))
         pod_cidr = cfg.pod_cidr or await self._pod_cidr()
@@ -428,8 +432,7 @@ class NodeAgent:
         cfg = self.config
         assert self.network is not None
         pki = cfg.pki_dir
-        if pki is None:
-            raise RuntimeError("the stream server needs the cluster CA: no PKI directory was given")
+        assert pki is not None
         addresses = [self.network.node_ip, cfg.node_name, "127.0.0.1", "localhost"]
         cert, key = await asyncio.to_thread(issue_certificate, pki, f"kubelet-{cfg.node_name}", cfg.node_name,
                                             organization="system:nodes", addresses=addresses)

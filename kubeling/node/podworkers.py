@@ -257,9 +257,6 @@ class NodeContext:
     probe_user_agent: str
     crash_backoff: Backoff = field(default_factory=Backoff)
     image_backoff: Backoff = field(default_factory=Backoff)
-    #: container starts in flight: a burst of pods otherwise runs a runc per pod at once, and
-    #: every start (and the sandbox thread) then crawls on the few cores
-    starts: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1000))
 
     def pod_dir(self, uid: str) -> Path:
         return self.data_dir / "pods" / uid
@@ -604,8 +601,7 @@ class PodWorker:
             return
         assert self.sandbox is not None
         try:
-            async with self.ctx.starts:
-                st = await self.ctx.runtime.run(self.sandbox, spec)
+            st = await self.ctx.runtime.run(self.sandbox, spec)
         except (CreateContainerError, ContainerError) as e:
             rec.waiting = ("CreateContainerError", str(e))
             self._event(pod, "Warning", "Failed", f"Error: {e}")

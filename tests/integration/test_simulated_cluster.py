@@ -537,8 +537,9 @@ async def test_node_failure_evicts_and_reschedules(version: str, tmp_path: Path)
             node = json.loads(await run("get", "node", victim, "-o", "json"))
             ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
             assert (ready["status"], ready["reason"]) == ("Unknown", "NodeStatusUnknown"), ready
-            taints = {t["key"]: t for t in node["spec"].get("taints") or []}
-            assert "node.kubernetes.io/unreachable" in taints, taints
+            taints = {(t["key"], t["effect"]): t for t in node["spec"].get("taints") or []}
+            assert set(taints) == {("node.kubernetes.io/unreachable", "NoSchedule"),
+                                   ("node.kubernetes.io/unreachable", "NoExecute")}, taints
 
             # every pod got the default tolerations; they were marked for deletion after 2 s and the
             # ReplicaSet made replacements on the two live nodes, with new IPs
@@ -562,7 +563,7 @@ async def test_node_failure_evicts_and_reschedules(version: str, tmp_path: Path)
             assert all(p["status"]["podIP"] not in old_ips for p in new)
             assert len({p["status"]["podIP"] for p in fresh}) == 6
 
-            taint_added = _time(taints["node.kubernetes.io/unreachable"]["timeAdded"])
+            taint_added = _time(taints[("node.kubernetes.io/unreachable", "NoExecute")]["timeAdded"])
             for p in after:
                 if p["metadata"]["name"] not in lost:
                     continue
