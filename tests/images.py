@@ -276,8 +276,11 @@ def busybox_layer() -> Layer:
 def go_httpd_image(version: str = "v1", docker: bool = False) -> BuiltImage:
     app = make_layer([directory("www"), directory("www/cgi-bin"),
                       file("www/cgi-bin/index.cgi", HOSTNAME_CGI.format(version=version), 0o755)])
+    # As the real Go server does, exit on SIGTERM (busybox httpd as PID 1
+    # would ignore it and make every pod deletion wait its grace period).
     return build_image([busybox_layer(), app], {
-        "Env": [PATH_ENV], "Entrypoint": ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
+        "Env": [PATH_ENV],
+        "Entrypoint": ["/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -v -p 8080 -h /www & wait"],
         "WorkingDir": "/www", "ExposedPorts": {"8080/tcp": {}}}, docker=docker)
 
 

@@ -327,6 +327,8 @@ class Runtime:
         """Stop the node monitor; refused while containers run unless `force`
         (their logs then stop, and their exits go unrecorded)."""
         client = await self._ensure_monitor()
+        # Set before asking: the monitor hanging up must not look like a crash to restart from.
+        self._closing = True
         await client.request("shutdown", force=force)
         await self.close()
         proc = self._monitor_proc
