@@ -7,8 +7,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 
+_now_cache: list[Any] = [0, ""]
+
+
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Called for every object written; formatting once per second is enough.
+    t = int(time.time())
+    if t != _now_cache[0]:
+        _now_cache[:] = [t, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))]
+    return str(_now_cache[1])
 
 
 def now_micro() -> str:

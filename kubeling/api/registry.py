@@ -78,6 +78,8 @@ class Kind:
     #: extra validation applied only through the status subresource
     validate_status: Validator | None = None
     doc: str = ""
+    #: a deprecation warning answered with every request for this kind (a Warning header)
+    warning: str = ""
 
     @property
     def group_version(self) -> str:

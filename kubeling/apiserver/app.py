@@ -21,7 +21,7 @@ from .handlers import ResourceHandlers
 from .objects import ObjectStore
 from .pki import TokenUser
 from .requestinfo import parse
-from .responses import error_response, json_body, json_response
+from .responses import error_response, json_body, json_response, warning_value
 from .servicealloc import ServiceAllocator
 
 log = logging.getLogger("kubeling.apiserver")
@@ -65,7 +65,18 @@ class APIServer:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self._route)
+        app.on_response_prepare.append(self._deprecation_warning)
         return app
+
+    @staticmethod
+    async def _deprecation_warning(request: web.Request, response: web.StreamResponse) -> None:
+        """Deprecated kinds warn on every request, watches included, as upstream does."""
+        info = parse(request.path)
+        if info is None:
+            return
+        kind = lookup(info.group, info.version, info.resource)
+        if kind is not None and kind.warning and not info.subresource:
+            response.headers.add("Warning", warning_value(kind.warning))
 
     @web.middleware
     async def _middleware(self, request: web.Request,

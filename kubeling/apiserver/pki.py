@@ -63,14 +63,25 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def host_addresses() -> list[str]:
-    """Addresses of this host, for the serving certificate's SANs."""
+    """Addresses of this host's interfaces (and its name's), for the serving
+    certificate's SANs and the advertised address."""
     out = {"127.0.0.1", "::1"}
+    try:
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            for a in ipr.get_addr():
+                addr = a.get_attr("IFA_ADDRESS")
+                if addr and not str(addr).startswith("fe80:"):
+                    out.add(str(addr))
+    except (ImportError, OSError):
+        pass
     try:
         for info in socket.getaddrinfo(socket.gethostname(), None):
             out.add(str(info[4][0]))
     except OSError:
         pass
-    return sorted(out)
+    return sorted(out, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
 
 
 def _ensure_ca(pki: PKI) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

@@ -13,7 +13,7 @@ from ..api import errors
 JSON = "application/json"
 
 
-def _warning_value(text: str) -> str:
+def warning_value(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'299 - "{escaped}"'
 
@@ -22,7 +22,7 @@ def json_body(body: bytes, status: int = 200, warnings: Iterable[str] = ()) -> w
     headers: CIMultiDict[str] = CIMultiDict()
     headers["Content-Type"] = JSON
     for w in warnings:
-        headers.add("Warning", _warning_value(w))
+        headers.add("Warning", warning_value(w))
     return web.Response(body=body, status=status, headers=headers)
 
 

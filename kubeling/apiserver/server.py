@@ -72,8 +72,9 @@ async def start_server(opts: ServerOptions) -> RunningServer:
     opts.data_dir.mkdir(parents=True, exist_ok=True)
     store = await SQLiteStore.open(str(opts.data_dir / "state.db"))
     try:
-        adv = advertise_ip(opts.host)
-        pki = ensure_pki(opts.data_dir, [adv])
+        # Netlink, key generation and file writes: off the event loop.
+        adv = await asyncio.to_thread(advertise_ip, opts.host)
+        pki = await asyncio.to_thread(ensure_pki, opts.data_dir, [adv])
         connect_host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
         scheme = "https" if opts.tls else "http"
         hostport = f"[{connect_host}]" if ":" in connect_host else connect_host

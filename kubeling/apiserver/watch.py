@@ -106,9 +106,9 @@ class WatchStream:
                 etype, obj = item
                 last_rv = int(obj["metadata"]["resourceVersion"])
                 await self._send(resp, {"type": etype, "object": self._render(obj)})
-        except (ConnectionResetError, asyncio.CancelledError):
-            producer.cancel()
-            raise
+        except ConnectionResetError:
+            # The client left (kubectl rollout status does when it is done): nothing to report.
+            return resp
         finally:
             producer.cancel()
         try:

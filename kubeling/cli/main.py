@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Callable, Coroutine
@@ -13,7 +14,7 @@ from .. import __version__
 from .common import DEFAULT_DATA_DIR, CLIError
 from ..proxy import cli as proxy_cli
 from .agent import add_parser as add_agent_parser
-from .image import add_parser as add_image_parser
+from .image import add_parser as add_image_parser, add_registry_arguments
 
 def run(main: Coroutine[Any, Any, None]) -> None:
     """asyncio.run on uvloop where available: its C transports roughly halve
@@ -44,17 +45,42 @@ def _server(args: argparse.Namespace) -> None:
 
 
 def _up(args: argparse.Namespace) -> None:
+    from .image import registry_config
+    from .kubeconfig import default_target
     from .up import UpError, UpOptions, up
 
-    if args.simulated_nodes < 0:
+    if args.simulated_nodes is not None and args.simulated_nodes < 0:
         raise CLIError("--simulated-nodes must be 0 or more")
     opts = UpOptions(data_dir=Path(args.data_dir), listen=args.listen, simulated_nodes=args.simulated_nodes,
                      node_monitor_grace_period=args.node_monitor_grace_period,
-                     default_toleration_seconds=args.default_toleration_seconds)
+                     default_toleration_seconds=args.default_toleration_seconds, node_name=args.node_name,
+                     node_netns=args.node_netns, node_ip=args.node_ip, registry=registry_config(args),
+                     localhost_nodeports=args.localhost_nodeports,
+                     kubeconfig=None if args.no_kubeconfig else default_target())
     try:
         asyncio.run(up(opts))
     except UpError as e:
         raise CLIError(str(e)) from None
+
+
+def _status(args: argparse.Namespace) -> None:
+    from .up import UpError, status
+
+    try:
+        print(asyncio.run(status(Path(args.data_dir))))
+    except UpError as e:
+        raise CLIError(str(e)) from None
+
+
+def _down(args: argparse.Namespace) -> None:
+    from .up import UpError, down
+
+    print(f"Stopping kubeling (data dir {args.data_dir}) ...", flush=True)
+    try:
+        pid = down(Path(args.data_dir))
+    except UpError as e:
+        raise CLIError(str(e)) from None
+    print(f"Stopped (pid {pid})")
 
 
 def _proxy(args: argparse.Namespace) -> None:
@@ -91,16 +117,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--node-netns", help="network namespace the node agents' addresses live in")
     s.set_defaults(func=_server)
 
-    u = sub.add_parser("up", help="start a cluster: API server, controllers, scheduler and nodes")
+    u = sub.add_parser("up", help="start a cluster: API server, controllers, scheduler and a node")
     u.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="state, certificates and kubeconfig")
     u.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT for the API server")
-    u.add_argument("--simulated-nodes", type=int, default=0, metavar="N",
-                   help="register N simulated nodes that play the pod lifecycle without running anything")
+    u.add_argument("--node-name", default=socket.gethostname().lower(), help="the node's name (default: hostname)")
+    u.add_argument("--node-netns", metavar="NAME",
+                   help="put the node's networking (pods, services, DNS) in /run/netns/NAME")
+    u.add_argument("--node-ip", metavar="IP[/PREFIX]", help="the node's address (made in --node-netns)")
+    u.add_argument("--localhost-nodeports", action="store_true", help="NodePorts also answer on 127.0.0.1")
+    u.add_argument("--no-kubeconfig", action="store_true",
+                   help="do not merge the cluster's context into ~/.kube/config (or $KUBECONFIG)")
+    u.add_argument("--simulated-nodes", type=int, metavar="N",
+                   help="N simulated nodes instead of a real one: no root, nothing runs (0: control plane only)")
     u.add_argument("--node-monitor-grace-period", type=float, default=40.0, metavar="SECONDS",
                    help="how long a node may miss lease renewals before it is marked NotReady")
     u.add_argument("--default-toleration-seconds", type=int, default=300,
                    help="how long pods tolerate the not-ready and unreachable taints")
+    add_registry_arguments(u)
     u.set_defaults(func=_up)
+
+    st = sub.add_parser("status", help="whether a cluster runs, its API server, nodes and pods")
+    st.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    st.set_defaults(func=_status)
+
+    d = sub.add_parser("down", help="stop the cluster `kubeling up` runs (its state stays)")
+    d.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    d.set_defaults(func=_down)
 
     k = sub.add_parser("kubeconfig", help="print the admin kubeconfig")
     k.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))

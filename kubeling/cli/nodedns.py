@@ -6,6 +6,8 @@ The server runs on a thread of its own with its own event loop, and that
 thread lives in the node's network namespace: the sockets it makes (the
 listeners, the forwarder's, the API connections of its informers) are the
 node's, so with `--node-netns` nothing it sends can leave that namespace.
+It reaches the API server there at the address `server` names (the node's
+loopback, which `portforward.NodeLoopbackForward` serves).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from ..api.errors import APIError
 from ..api.registry import lookup
 from ..client.informer import InformerFactory
-from ..client.rest import Client
+from ..client.rest import Client, load_kubeconfig
 from ..dns.server import DNSServer
 from ..dns.service import NAME as KUBE_DNS, NAMESPACE as KUBE_SYSTEM, PORTS as KUBE_DNS_PORTS
 from ..node.namespaces import CLONE_NEWNET, setns
@@ -35,7 +37,7 @@ DNS_PORT = 53
 METRICS_PORT = 9153
 #: the managed-by value of the EndpointSlice published here, so that the
 #: EndpointSlice controller (which owns only its own slices) leaves it alone
-MANAGED_BY = "kubeling.io/node-dns"
+MANAGED_BY = "node-dns.kubeling.io"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -81,8 +83,9 @@ async def publish_endpoint_slice(client: Client, node_name: str, node_ip: str, s
 
 class NodeDNS:
     def __init__(self, kubeconfig: Path, netns_path: str | None, address: str, *,
-                 upstreams: list[str] | None, resolv_conf: str | None) -> None:
+                 upstreams: list[str] | None, resolv_conf: str | None, server: str | None = None) -> None:
         self.kubeconfig = kubeconfig
+        self.server = server
         self.netns_path = netns_path
         self.address = address
         self.upstreams = upstreams
@@ -127,7 +130,8 @@ class NodeDNS:
     async def _serve(self, started: Future[None]) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        client = await Client.from_kubeconfig(self.kubeconfig, user_agent="kubeling-dns")
+        cfg = await asyncio.to_thread(load_kubeconfig, self.kubeconfig)
+        client = Client(self.server or cfg.server, token=cfg.token, ssl_context=cfg.ssl, user_agent="kubeling-dns")
         factory = InformerFactory(client)
         server = DNSServer(client, factory, upstreams=self.upstreams, resolv_conf=self.resolv_conf)
         try:

@@ -1,22 +1,68 @@
-"""`kubeling up`: the API server in its own process (it gets a core of its
-own), and the controllers, scheduler and nodes in this one, until Ctrl-C."""
+"""`kubeling up`: a whole cluster in one command, until Ctrl-C or SIGTERM
+(`kubeling down`).
+
+The API server runs in a process of its own (it gets a core of its own);
+this process runs the controller manager and scheduler, and, for one real
+node, the node agent, the service proxy and the cluster DNS server. With
+`--simulated-nodes N` the nodes are simulated instead (no root, nothing
+runs); N = 0 is the control plane alone.
+
+With `--node-netns NAME` everything network-facing of the node lives in
+/run/netns/NAME: the pods, the node's address, the service rules, the DNS
+server (on a thread that lives there) and the agent's stream server, which
+the API server dials from inside that namespace.
+
+Stopping is `kind delete` for the node and `docker stop` for the cluster:
+the pods' containers, sandboxes and the node network this run made go, the
+API objects stay. The next `kubeling up` on the same data dir brings back
+the same cluster: objects, Service IPs and, recreated by the agent, the
+pods, on the addresses they had.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import json
+import logging
 import os
+import shutil
 import signal
+import socket
 import ssl
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+from ..api.errors import APIError
 from ..api.registry import lookup
+from ..client.events import EventRecorder
 from ..client.rest import Client
 from ..controllers.manager import ControllerManager, ManagerOptions
+from ..node.images import RegistryConfig
+from .kubeconfig import KubeconfigError, Target, merge_into
+from .nodedns import NodeDNS, publish_endpoint_slice
+
+log = logging.getLogger("kubeling.up")
+
+Obj = dict[str, Any]
+
+PID_FILE = "kubeling.pid"
+CONTEXT = "kubeling"
+CLUSTER_DNS = "10.96.0.10"
+#: what the readiness check asks the cluster DNS, as the kind/k3d/minikube benchmark does
+READY_NAME = "kubernetes.default.svc.cluster.local"
+START_TIMEOUT = 60.0
+NETNS_DIR = Path("/run/netns")
+
+NODES = lookup("", "v1", "nodes")
+PODS = lookup("", "v1", "pods")
+assert NODES is not None and PODS is not None
 
 
 class UpError(Exception):
@@ -27,105 +73,514 @@ class UpError(Exception):
 class UpOptions:
     data_dir: Path
     listen: str = "127.0.0.1:6443"
-    simulated_nodes: int = 0
+    #: None: one real node; N: N simulated nodes (0: the control plane alone)
+    simulated_nodes: int | None = None
     node_monitor_grace_period: float = 40.0
     default_toleration_seconds: int = 300
+    node_name: str = field(default_factory=lambda: socket.gethostname().lower())
+    node_netns: str | None = None
+    node_ip: str | None = None
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    localhost_nodeports: bool = False
+    #: where to merge the cluster's context; None: leave kubeconfigs alone
+    kubeconfig: Target | None = None
 
 
 def _step(msg: str) -> None:
     print(f" ✓ {msg}", flush=True)
 
 
-async def _wait_ready(url: str, proc: asyncio.subprocess.Process, log: Path, timeout: float = 30.0) -> None:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.returncode is not None:
-                lines = log.read_text(errors="replace").strip().splitlines()
-                raise UpError(lines[-1] if lines else f"the API server exited with {proc.returncode}")
-            try:
-                async with session.get(f"{url}/readyz", ssl=ctx, timeout=aiohttp.ClientTimeout(total=1)) as r:
-                    if r.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                pass
-            await asyncio.sleep(0.02)
-    raise UpError(f"the API server was not ready after {timeout:.0f}s (see {log})")
+def process_age() -> float:
+    """Seconds since this process started (what a user waited for `kubeling up`)."""
+    stat = Path("/proc/self/stat").read_text()
+    started = int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return float(Path("/proc/uptime").read_text().split()[0]) - started
 
 
-async def _wait_nodes(client: Client, count: int, timeout: float = 60.0) -> None:
-    nodes = lookup("", "v1", "nodes")
-    assert nodes is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        items = (await client.list(nodes)).get("items") or []
-        ready = [n for n in items if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                         for c in n.get("status", {}).get("conditions") or [])]
-        if len(ready) >= count:
+def running_pid(data_dir: Path) -> int | None:
+    """The pid of the `kubeling up` serving `data_dir`, if one runs (a pid
+    file left by a killed one, or a reused pid, does not count)."""
+    try:
+        pid = int((data_dir / PID_FILE).read_text().split()[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    if b"up" in argv and any(a.endswith(b"kubeling") for a in argv):
+        return pid
+    return None
+
+
+def preflight(opts: UpOptions) -> None:
+    """What a real node needs, checked before anything starts."""
+    if opts.simulated_nodes is not None:
+        return
+    if os.geteuid() != 0:
+        raise UpError("kubeling up needs root to run pods (or use --simulated-nodes N)")
+    for tool in ("runc", "nft", "ip"):
+        if shutil.which(tool) is None:
+            raise UpError(f"{tool} not found: install it with ./setup.sh")
+
+
+def _parse_listen(listen: str) -> tuple[str, int]:
+    from ..apiserver.server import parse_listen
+
+    try:
+        return parse_listen(listen)
+    except ValueError as e:
+        raise UpError(str(e)) from None
+
+
+def _check_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise UpError(_listen_error(host, port, e)) from None
+
+
+def _listen_error(host: str, port: int, e: OSError) -> str:
+    if e.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: address already in use"
+    return f"cannot listen on {host}:{port}: {e.strerror or e}"
+
+
+async def _run(*argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise UpError(f"{' '.join(argv)}: {err.decode(errors='replace').strip() or f'exit {proc.returncode}'}")
+    return out.decode()
+
+
+def _dns_answers(server: str, name: str) -> bool:
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    try:
+        answer = dns.query.udp(dns.message.make_query(name, "A"), server, timeout=0.25)
+    except (dns.exception.DNSException, OSError):
+        return False
+    return answer.rcode() == dns.rcode.NOERROR and bool(answer.answer)
+
+
+def _ready(node: Obj) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions") or ())
+
+
+class Cluster:
+    """What one `kubeling up` runs; `stop()` undoes whatever `start()` got to."""
+
+    def __init__(self, opts: UpOptions) -> None:
+        self.opts = opts
+        self.data_dir = opts.data_dir
+        self.netns_path = str(NETNS_DIR / opts.node_netns) if opts.node_netns else None
+        self.apiserver_log = self.data_dir / "apiserver.log"
+        self.kubeconfig = self.data_dir / "kubeconfig.yaml"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.client: Client | None = None
+        self.manager: ControllerManager | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.agent: Any = None
+        self.proxier: Any = None
+        self.dns: NodeDNS | None = None
+        self.forward: Any = None
+        self.created_netns = False
+        self.url = ""
+        #: where the API server answers (host, port)
+        self.connect = ("127.0.0.1", 0)
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        opts = self.opts
+        await asyncio.to_thread(self.data_dir.mkdir, parents=True, exist_ok=True)
+        host, port = _parse_listen(opts.listen)
+        if self.netns_path:
+            await self._ensure_netns()
+        await self._start_apiserver(host, port)
+        _step("Starting API server")
+        self.client = await Client.from_kubeconfig(self.kubeconfig, user_agent="kubeling")
+        kube_dns = await self._ensure_kube_dns() if opts.simulated_nodes is None else None
+        self.manager = ControllerManager(self.client, ManagerOptions(
+            node_monitor_grace_period=opts.node_monitor_grace_period, simulated_nodes=opts.simulated_nodes or 0))
+        self.tasks = await self.manager.start()
+        _step("Starting controllers and scheduler")
+        if opts.simulated_nodes:
+            await self._wait_nodes(opts.simulated_nodes)
+            _step(f"Registering {opts.simulated_nodes} simulated node{'s' if opts.simulated_nodes != 1 else ''}")
+        if kube_dns is None:
             return
-        await asyncio.sleep(0.05)
-    raise UpError(f"nodes were not Ready after {timeout:.0f}s")
+        # The proxy needs nothing of the node agent: both start at once.
+        proxy = asyncio.create_task(self._start_proxy())
+        try:
+            await self._guard(f"node {opts.node_name}", self._start_node())
+        except BaseException:
+            proxy.cancel()
+            await asyncio.gather(proxy, return_exceptions=True)
+            raise
+        _step(f"Starting node {opts.node_name}")
+        await proxy
+        _step("Starting service proxy")
+        await self._guard("cluster DNS", self._start_dns(kube_dns))
+        _step("Starting cluster DNS")
+
+    async def _guard(self, what: str, step: Awaitable[None]) -> None:
+        """A component that cannot start is one line for the user."""
+        try:
+            await step
+        except (UpError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.debug("starting %s", what, exc_info=True)
+            raise UpError(f"{what}: {e}") from None
+
+    async def _ensure_netns(self) -> None:
+        assert self.netns_path is not None and self.opts.node_netns is not None
+        from ..node.namespaces import is_pinned
+
+        if not await asyncio.to_thread(is_pinned, self.netns_path):
+            await _run("ip", "netns", "add", self.opts.node_netns)
+            self.created_netns = True
+        await _run("ip", "-n", self.opts.node_netns, "link", "set", "lo", "up")
+
+    async def _start_apiserver(self, host: str, port: int) -> None:
+        opts = self.opts
+        _check_free(host, port)
+        # Node addresses exist only in the node's namespace: the API server
+        # dials node agents from inside it.
+        netns = ["--node-netns", opts.node_netns] if opts.node_netns else []
+        with open(self.apiserver_log, "ab") as out:
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "kubeling", "server", "--data-dir", str(self.data_dir),
+                    "--listen", opts.listen, "--default-toleration-seconds", str(opts.default_toleration_seconds),
+                    *netns, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True)
+            except OSError as e:
+                raise UpError(f"cannot start the API server: {e.strerror or e}") from None
+        connect = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self.connect = (connect, port)
+        self.url = f"https://[{connect}]:{port}" if ":" in connect else f"https://{connect}:{port}"
+        await self._wait_apiserver()
+
+    async def _wait_apiserver(self) -> None:
+        assert self.proc is not None
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + START_TIMEOUT
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.returncode is not None:
+                    raise UpError(self._apiserver_exit())
+                try:
+                    async with session.get(f"{self.url}/readyz", ssl=ctx,
+                                           timeout=aiohttp.ClientTimeout(total=1)) as r:
+                        if r.status == 200:
+                            return
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    pass
+                await asyncio.sleep(0.02)
+        raise UpError(f"the API server was not ready after {START_TIMEOUT:.0f}s (see {self.apiserver_log})")
+
+    def _apiserver_exit(self) -> str:
+        assert self.proc is not None
+        lines = self.apiserver_log.read_text(errors="replace").strip().splitlines()
+        if lines and lines[-1].startswith("error: "):
+            return lines[-1].removeprefix("error: ")
+        return f"the API server exited with status {self.proc.returncode} (see {self.apiserver_log})"
+
+    async def _ensure_kube_dns(self) -> Obj:
+        from ..dns.service import KubeDNSError, ensure_kube_dns_service
+
+        assert self.client is not None
+        try:
+            return await ensure_kube_dns_service(self.client, CLUSTER_DNS)
+        except KubeDNSError as e:
+            raise UpError(str(e)) from None
+
+    async def _wait_nodes(self, count: int) -> None:
+        assert self.client is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            items = (await self.client.list(NODES)).get("items") or []
+            if sum(map(_ready, items)) >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise UpError(f"nodes were not Ready after {START_TIMEOUT:.0f}s")
+
+    def _agent_config(self) -> Any:
+        from ..node.agent import AgentConfig
+
+        opts = self.opts
+        return AgentConfig(node_name=opts.node_name, data_dir=self.data_dir / "node", node_netns=opts.node_netns,
+                           node_ip=opts.node_ip, cluster_dns=[CLUSTER_DNS], registry=opts.registry,
+                           pki_dir=self.data_dir / "pki")
+
+    async def _start_node(self) -> None:
+        from ..node.agent import NodeAgent
+
+        assert self.client is not None and self.manager is not None
+        client, name = self.client, self.opts.node_name
+        self.agent = NodeAgent(client, self.manager.factory, lambda c: EventRecorder(client, c, name),
+                               self._agent_config())
+        await self.agent.start()
+        self.tasks.append(asyncio.create_task(self.agent.run(), name="node agent"))
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _ready(await client.get(NODES, name)):
+            if time.monotonic() > deadline:
+                raise UpError(f"node {name} was not Ready after {START_TIMEOUT:.0f}s")
+            await asyncio.sleep(0.05)
+
+    async def _start_proxy(self) -> None:
+        from ..proxy.proxier import Proxier, ProxierOptions
+        from ..proxy.ruleset import RenderOptions
+
+        assert self.client is not None and self.manager is not None
+        options = ProxierOptions(render=RenderOptions(localhost_nodeports=self.opts.localhost_nodeports))
+        self.proxier = Proxier(self.client, self.manager.factory, self.opts.node_name, self.opts.node_netns,
+                               options)
+        run = asyncio.create_task(self.proxier.run(), name="service proxy")
+        self.tasks.append(run)
+        synced = asyncio.create_task(self.proxier.wait_first_sync())
+        await asyncio.wait([run, synced], return_when=asyncio.FIRST_COMPLETED)
+        if not synced.done():
+            synced.cancel()
+            raise UpError(f"service proxy: {run.exception() or 'stopped'}")
+
+    async def _start_dns(self, kube_dns: Obj) -> None:
+        assert self.client is not None and self.agent is not None
+        node_ip = self.agent.network.node_ip
+        await publish_endpoint_slice(self.client, self.opts.node_name, node_ip, kube_dns)
+        # A node in its own namespace has no way out: nothing to forward to.
+        # A node in the host's forwards what is not the cluster's as the host does.
+        server = None
+        if self.netns_path is not None:
+            from .portforward import NodeLoopbackForward
+
+            host, port = self.connect
+            self.forward = NodeLoopbackForward(self.netns_path, host, port)
+            await self.forward.start(port)
+            server = f"https://127.0.0.1:{port}"
+        in_netns = self.netns_path is not None
+        self.dns = NodeDNS(self.kubeconfig, self.netns_path, node_ip, upstreams=[] if in_netns else None,
+                           resolv_conf=None if in_netns else "/etc/resolv.conf", server=server)
+        await self.dns.start()
+        # Ready when a query from the node reaches the server through the
+        # kube-dns Service, as a pod's would.
+        deadline = time.monotonic() + START_TIMEOUT
+        while not await self._on_node(lambda: _dns_answers(CLUSTER_DNS, READY_NAME)):
+            if time.monotonic() > deadline:
+                raise UpError(f"the cluster DNS did not answer at {CLUSTER_DNS} after {START_TIMEOUT:.0f}s")
+            await asyncio.sleep(0.02)
+
+    async def _on_node(self, fn: Callable[[], bool]) -> bool:
+        if self.netns_path is None:
+            return await asyncio.to_thread(fn)
+        from ..node.namespaces import in_netns_thread
+
+        return await asyncio.to_thread(in_netns_thread, self.netns_path, fn)
+
+    # ------------------------------------------------------------------ running
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set, or raise when a component fails."""
+        assert self.proc is not None
+        server_exit = asyncio.create_task(self.proc.wait())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([server_exit, stopper, *self.tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            server_exit.cancel()
+            stopper.cancel()
+        if server_exit in done:
+            raise UpError(self._apiserver_exit())
+        for t in done:
+            if t in self.tasks:
+                raise UpError(f"{t.get_name()} stopped: {t.exception() if not t.cancelled() else 'cancelled'}")
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self) -> None:
+        """Undo start() in reverse, each step even when an earlier one failed."""
+        if self.dns is not None:
+            await self._quietly("stopping the cluster DNS", self.dns.stop())
+        if self.forward is not None:
+            await self.forward.stop()
+        keep = await self._stop_node()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.proxier is not None:
+            await self._quietly("removing the service rules", self.proxier.cleanup())
+        if self.agent is not None:
+            await self._quietly("removing the node's pods and network", self._reset_node(keep))
+        if self.manager is not None:
+            await self._quietly("stopping the controllers", self.manager.stop([]))
+        if self.client is not None:
+            await self.client.close()
+        await self._stop_apiserver()
+        if self.created_netns and self.opts.node_netns:
+            await self._quietly("removing the node network namespace",
+                                _run("ip", "netns", "del", self.opts.node_netns))
+
+    async def _quietly(self, what: str, step: Awaitable[Any]) -> None:
+        try:
+            await step
+        except Exception as e:
+            log.debug("%s", what, exc_info=True)
+            print(f"warning: {what}: {e}", file=sys.stderr, flush=True)
+
+    async def _stop_node(self) -> dict[str, str]:
+        """Stop the agent; returns the addresses of the pods that will come back."""
+        if self.agent is None:
+            return {}
+        uids = {p["metadata"]["uid"] for p in self.agent.pods.list()
+                if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")}
+        await self._quietly("stopping the node agent", self.agent.stop())
+        state = self.data_dir / "node" / "ipam.json"
+        try:
+            doc = json.loads(await asyncio.to_thread(state.read_text))
+        except (OSError, ValueError):
+            return {}
+        return {uid: ip for uid, ip in (doc.get("allocations") or {}).items() if uid in uids}
+
+    async def _reset_node(self, keep: dict[str, str]) -> None:
+        """The node as `kind delete` leaves it: containers, sandboxes, pod
+        directories, the node monitor and the node network removed; then the
+        pods that still exist get their addresses back on the next start."""
+        from ..node.agent import reset
+
+        await reset(self._agent_config())
+        if not keep:
+            return
+        state = self.data_dir / "node" / "ipam.json"
+        # IPAM's own state file, as IPAM writes it: the next agent hands these
+        # pods the addresses they had (a pod deleted meanwhile frees its own).
+        doc = json.dumps({"last": max(keep.values(), key=lambda ip: tuple(map(int, ip.split(".")))),
+                          "allocations": keep}, sort_keys=True)
+
+        def write() -> None:
+            tmp = state.with_name(state.name + ".tmp")
+            tmp.write_text(doc)
+            tmp.replace(state)
+        await asyncio.to_thread(write)
+
+    async def _stop_apiserver(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def _merge_kubeconfig(opts: UpOptions, cluster: Cluster) -> str:
+    """How to use the cluster, after merging its context where asked."""
+    if opts.kubeconfig is None:
+        return f"  export KUBECONFIG={cluster.kubeconfig}\n  kubectl get nodes"
+    try:
+        context = merge_into(cluster.kubeconfig, opts.kubeconfig)
+    except KubeconfigError as e:
+        raise UpError(str(e)) from None
+    print(f'Set kubectl context to "{context}" in {opts.kubeconfig.path}', flush=True)
+    return f"  kubectl cluster-info --context {context}"
 
 
 async def up(opts: UpOptions) -> None:
-    opts.data_dir.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    print('Creating cluster "kubeling" ...', flush=True)
-    log = opts.data_dir / "apiserver.log"
-    with open(log, "ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kubeling", "server", "--data-dir", str(opts.data_dir), "--listen", opts.listen,
-            "--default-toleration-seconds", str(opts.default_toleration_seconds),
-            stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-        )
-    (opts.data_dir / "kubeling.pid").write_text(f"{os.getpid()}\n")
-    host, _, port = opts.listen.rpartition(":")
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    tasks: list[asyncio.Task[None]] = []
-    manager: ControllerManager | None = None
-    client: Client | None = None
+    preflight(opts)
+    pid = running_pid(opts.data_dir)
+    if pid is not None:
+        raise UpError(f"kubeling is already running with data dir {opts.data_dir} (pid {pid})")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f'Creating cluster "{CONTEXT}" ...', flush=True)
+    cluster = Cluster(opts)
+    pid_file = opts.data_dir / PID_FILE
     try:
-        await _wait_ready(f"https://{host}:{port}", proc, log)
-        _step("Starting API server")
-        client = await Client.from_kubeconfig(opts.data_dir / "kubeconfig.yaml",
-                                              user_agent="kubeling-controller-manager")
-        manager = ControllerManager(client, ManagerOptions(
-            node_monitor_grace_period=opts.node_monitor_grace_period, simulated_nodes=opts.simulated_nodes))
-        tasks = await manager.start()
-        _step("Starting controllers and scheduler")
-        if opts.simulated_nodes:
-            await _wait_nodes(client, opts.simulated_nodes)
-            _step(f"Registering {opts.simulated_nodes} simulated node{'s' if opts.simulated_nodes != 1 else ''}")
-        print(f"Cluster ready in {time.monotonic() - start:.1f}s. Use it with:\n"
-              f"  export KUBECONFIG={opts.data_dir / 'kubeconfig.yaml'}\n"
-              f"  kubectl get nodes", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        server_exit = asyncio.create_task(proc.wait())
+        await asyncio.to_thread(opts.data_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(pid_file.write_text, f"{os.getpid()}\n")
+        starting = asyncio.create_task(cluster.start())
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([server_exit, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([starting, stopper], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if server_exit in done:
-            raise UpError(f"the API server exited with {proc.returncode} (see {log})")
-        for t in done:
-            if t in tasks and t.exception() is not None:
-                raise UpError(f"{t.get_name()} failed: {t.exception()}")
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            print("Stopping ...", flush=True)
+            return
+        starting.result()
+        usage = _merge_kubeconfig(opts, cluster)
+        print(f"Cluster ready in {process_age():.1f}s. Use it with:\n{usage}", flush=True)
+        await cluster.wait(stop)
         print("Stopping ...", flush=True)
     finally:
-        if manager is not None:
-            await manager.stop(tasks)
-        if client is not None:
-            await client.close()
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-        (opts.data_dir / "kubeling.pid").unlink(missing_ok=True)
+        # A second Ctrl-C must not cut the cleanup short.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: None)
+        await cluster.stop()
+        with contextlib.suppress(OSError):
+            if running_pid(opts.data_dir) == os.getpid():
+                pid_file.unlink()
+
+
+# ---------------------------------------------------------------------- status, down
+
+
+async def status(data_dir: Path) -> str:
+    """What `kubeling status` prints; UpError when no cluster runs there."""
+    pid = running_pid(data_dir)
+    if pid is None:
+        raise UpError(f"kubeling is not running with data dir {data_dir}")
+    lines = [f"kubeling is running (pid {pid}, data dir {data_dir})"]
+    try:
+        client = await Client.from_kubeconfig(data_dir / "kubeconfig.yaml", user_agent="kubeling-status")
+    except (OSError, ValueError) as e:
+        raise UpError(f"cannot read {data_dir / 'kubeconfig.yaml'}: {e}") from None
+    try:
+        lines.append(f"API server: {client.server}")
+        nodes = (await client.list(NODES)).get("items") or []
+        pods = (await client.list(PODS)).get("items") or []
+    except (APIError, ConnectionError, OSError) as e:
+        lines.append(f"API server not answering: {e}")
+        return "\n".join(lines)
+    finally:
+        await client.close()
+    ready = [n["metadata"]["name"] for n in nodes if _ready(n)]
+    not_ready = [n["metadata"]["name"] for n in nodes if not _ready(n)]
+    desc = ", ".join([f"{n} Ready" for n in ready] + [f"{n} NotReady" for n in not_ready])
+    lines.append(f"Nodes: {len(nodes)}" + (f" ({desc})" if desc else ""))
+    running = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running")
+    lines.append(f"Pods: {len(pods)} ({running} Running)")
+    return "\n".join(lines)
+
+
+def down(data_dir: Path, timeout: float = 120.0) -> int:
+    """Ask the `kubeling up` of `data_dir` to stop (SIGTERM) and wait until it
+    has; returns its pid."""
+    pid = running_pid(data_dir)
+    if pid is None:
+        raise UpError(f"kubeling is not running with data dir {data_dir}")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return pid
+    except PermissionError:
+        raise UpError(f"not allowed to stop kubeling (pid {pid}): run kubeling down as its user") from None
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and running_pid(data_dir) == pid:
+        if time.monotonic() > deadline:
+            raise UpError(f"kubeling (pid {pid}) did not stop within {timeout:.0f}s")
+        time.sleep(0.05)
+    return pid

@@ -59,7 +59,7 @@ class ControllerManager:
                                     node_monitor_grace_period=options.node_monitor_grace_period),
             LoadBalancerController(client, f, recorder),
         ]
-        self.scheduler = Scheduler(client, f, recorder)
+        self.scheduler = Scheduler(client, f, recorder, bind_parallelism=64)
         self.nodes = (SimulatedNodes(client, f, options.simulated_nodes, ready_delay=options.simulated_ready_delay)
                       if options.simulated_nodes else None)
 

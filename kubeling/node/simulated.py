@@ -396,7 +396,11 @@ class SimulatedNodes:
             return
         # A PUT with the cached resourceVersion: a conflict re-queues the key and the
         # status is computed again from the newer pod.
-        await self.client.update(self.pod_kind, {**pod, "status": status}, subresource="status")
+        try:
+            await self.client.update(self.pod_kind, {**pod, "status": status}, subresource="status")
+        except APIError as e:
+            if e.code != 404:  # a pod deleted meanwhile needs no status
+                raise
 
     async def _terminate(self, key: str, pod: Obj, node: _Node, rec: _Pod) -> None:
         """The kubelet's graceful stop: containers exit after the grace period (capped here), the

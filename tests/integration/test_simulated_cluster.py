@@ -429,8 +429,6 @@ def test_service_endpoints_follow_scaling(sim: Sim) -> None:
     assert parse_table(k("-n", ns, "get", "endpointslices")).rows[0][1:4] == ["IPv4", "<unset>", "<unset>"]
 
 
-@pytest.mark.xfail(strict=True, reason="kubeling reports v1.33 but does not send the v1 Endpoints deprecation "
-                                        "warning (see report: apiserver/handlers.py)")
 def test_endpoints_deprecation_warning(sim: Sim) -> None:
     """A v1.33 API server warns on every v1 Endpoints request (KEP-4974); kubectl prints it on stderr."""
     p = sim.k.run("-n", "default", "get", "endpoints")

@@ -185,4 +185,5 @@ ENDPOINTS_KIND = register(Kind(
     ),
     validate=_validate,
     doc=ENDPOINTS.doc,
+    warning="v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice",
 ))

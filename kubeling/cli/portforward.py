@@ -1,0 +1,91 @@
+"""The API server on a node's loopback: a port on 127.0.0.1 inside the node's
+network namespace whose connections are relayed, byte for byte (TLS passes
+through), to the API server in this process's namespace, as a kind node
+reaches its control plane on its own loopback.
+
+`kubeling up --node-netns` needs it for what runs inside the node's
+namespace and talks to the API server: the cluster DNS server, whose
+sockets all belong to the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from ..node.namespaces import in_netns_thread
+
+_CHUNK = 1 << 16
+
+
+def _listener(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(128)
+        s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+class NodeLoopbackForward:
+    def __init__(self, netns_path: str, target_host: str, target_port: int) -> None:
+        self.netns_path = netns_path
+        self.target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._relays: set[asyncio.Task[None]] = set()
+
+    async def start(self, port: int) -> None:
+        """Listen on 127.0.0.1:`port` in the node's namespace (OSError when taken)."""
+        # A socket stays in the namespace it was made in, whichever thread uses it.
+        sock = await asyncio.to_thread(in_netns_thread, self.netns_path, lambda: _listener(port))
+        self._server = await asyncio.start_server(self._accepted, sock=sock)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for t in list(self._relays):
+            t.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        try:
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.target, limit=_CHUNK)
+            except OSError:
+                return  # the client sees the connection close, as when nothing listens
+            pipes = {asyncio.create_task(_pipe(reader, up_writer)), asyncio.create_task(_pipe(up_reader, writer))}
+            try:
+                done, pending = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+                # After a clean EOF the other direction goes on (a half-closed
+                # request still gets its answer); after a reset both end.
+                if pending and all(t.result() for t in done):
+                    await asyncio.wait(pending)
+            finally:
+                for t in pipes:
+                    t.cancel()
+                await asyncio.gather(*pipes, return_exceptions=True)
+                up_writer.close()
+        finally:
+            writer.close()
+            self._relays.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """Copy until EOF, then half-close; False when either side failed."""
+    try:
+        while data := await reader.read(_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except OSError:  # ConnectionResetError, BrokenPipeError, ...
+        return False
+    return True
