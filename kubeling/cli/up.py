@@ -425,14 +425,18 @@ class Cluster:
             await self._quietly("stopping the controllers", self.manager.stop([]))
         if self.client is not None:
             await self.client.close()
+        t0 = time.monotonic()
         await self._stop_apiserver()
+        print("TIMING apiserver", time.monotonic() - t0, flush=True)
         if self.created_netns and self.opts.node_netns:
             await self._quietly("removing the node network namespace",
                                 _run("ip", "netns", "del", self.opts.node_netns))
 
     async def _quietly(self, what: str, step: Awaitable[Any]) -> None:
+        t0 = time.monotonic()
         try:
             await step
+            print("TIMING", what, time.monotonic() - t0, flush=True)
         except Exception as e:
             log.debug("%s", what, exc_info=True)
             print(f"warning: {what}: {e}", file=sys.stderr, flush=True)
@@ -524,12 +528,13 @@ async def up(opts: UpOptions) -> None:
         usage = _merge_kubeconfig(opts, cluster)
         print(f"Cluster ready in {process_age():.1f}s. Use it with:\n{usage}", flush=True)
         await cluster.wait(stop)
-        print("Stopping ...", flush=True)
+        print("Stopping ...", time.time(), flush=True)
     finally:
         # A second Ctrl-C must not cut the cleanup short.
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: None)
-        await cluster.stop()
+        t0=time.monotonic(); await cluster.stop(); print("TIMING stop total", time.monotonic()-t0, flush=True)
+        import atexit; atexit.register(lambda: print("TIMING atexit", time.time(), flush=True))
         with contextlib.suppress(OSError):
             if running_pid(opts.data_dir) == os.getpid():
                 pid_file.unlink()

@@ -16,13 +16,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 from conftest import make_kubectl
 
-from kubeling.api.errors import APIError
-from kubeling.api.printers import now_rfc3339
 from kubeling.api.registry import Kind, lookup
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer, InformerFactory
@@ -31,6 +29,7 @@ from kubeling.controllers.controller_utils import compute_hash
 from kubeling.controllers.deployment import DeploymentController
 from kubeling.controllers.replicaset import ReplicaSetController
 from kubeling.testing import Cluster
+from polling import eventually, mark_ready
 
 pytestmark = pytest.mark.integration
 
@@ -140,41 +139,6 @@ async def env(cluster: Cluster) -> AsyncIterator[Env]:
             await r.flush()
         await factory.stop()
         await client.close()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll until check() returns something truthy; fail with the last answer."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}: last answer {last!r}")
-
-
-async def mark_ready(client: Client, namespace: str, selector: str) -> list[str]:
-    """Do what a kubelet would for every active, not-ready pod of the selector:
-    status Running with a Ready condition. Returns the names marked."""
-    marked = []
-    for pod in (await client.list(POD, namespace, label_selector=selector))["items"]:
-        conds = (pod.get("status") or {}).get("conditions") or []
-        if pod["metadata"].get("deletionTimestamp") or any(
-                c["type"] == "Ready" and c["status"] == "True" for c in conds):
-            continue
-        now = now_rfc3339()
-        try:
-            await client.patch(POD, pod["metadata"]["name"], {"status": {"phase": "Running", "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-            ]}}, namespace, subresource="status")
-        except APIError as e:
-            if e.code != 404:
-                raise
-            continue
-        marked.append(pod["metadata"]["name"])
-    return marked
 
 
 def deployment(name: str, replicas: int, image: str = "nginx:1.25", *, strategy: Obj | None = None,

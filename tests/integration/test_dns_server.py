@@ -31,6 +31,7 @@ from kubeling.client.rest import Client
 from kubeling.dns.server import DNSServer
 from kubeling.dns.service import ensure_kube_dns_service
 from kubeling.testing import Cluster, free_port
+from polling import eventually
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsutils) is not installed")]
@@ -91,21 +92,6 @@ async def dig(port: int, *args: str) -> Dig:
     return Dig(re.search(r"status: (\w+)", last).group(1),  # type: ignore[union-attr]
                set(flags.group(1).split()) if flags else set(), sections["ANSWER"], sections["AUTHORITY"],
                sections["ADDITIONAL"], text)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-            last: BaseException = AssertionError(f"still {result!r}")
-        except AssertionError as e:
-            last = e
-        if asyncio.get_running_loop().time() > deadline:
-            raise last
-        await asyncio.sleep(0.05)
 
 
 # ---------------------------------------------------------------- a fake upstream resolver

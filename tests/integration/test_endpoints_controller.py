@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from kubeling.client.rest import Client
 from kubeling.controllers.endpoints import EndpointsController
 from kubeling.controllers.endpointslice import EndpointSliceController
 from kubeling.testing import Cluster
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -42,22 +43,6 @@ SLICES = _kind("discovery.k8s.io", "endpointslices")
 EVENTS = _kind("", "events")
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    """Poll `check` until it returns a truthy value without raising; its last error otherwise."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-            last: BaseException = AssertionError(f"still {result!r}")
-        except (AssertionError, APIError, LookupError) as e:  # LookupError: not all there yet
-            last = e
-        if asyncio.get_running_loop().time() > deadline:
-            raise last
-        await asyncio.sleep(0.05)
 
 
 class Env:

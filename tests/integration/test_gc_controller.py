@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.controllers.garbagecollector import GarbageCollector
 from kubeling.testing import Cluster
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -41,21 +42,6 @@ EVENTS = _kind("", "events")
 DEPLOYMENTS = _kind("apps", "deployments")
 REPLICASETS = _kind("apps", "replicasets")
 SLICES = _kind("discovery.k8s.io", "endpointslices")
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-            last: BaseException = AssertionError(f"still {result!r}")
-        except (AssertionError, APIError, LookupError) as e:  # LookupError: not all there yet
-            last = e
-        if asyncio.get_running_loop().time() > deadline:
-            raise last
-        await asyncio.sleep(0.05)
 
 
 def owner_ref(owner: Obj, *, block: bool = True, controller: bool = True) -> Obj:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from kubeling.controllers.garbagecollector import GarbageCollector
 from kubeling.controllers.namespace import NamespaceController
 from kubeling.controllers.serviceaccount import ServiceAccountsController
 from kubeling.testing import Cluster
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -43,21 +44,6 @@ DEPLOYMENTS = _kind("apps", "deployments")
 LEASES = _kind("coordination.k8s.io", "leases")
 
 POD_SPEC = {"containers": [{"name": "c", "image": "registry.local/app:1"}]}
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-            last: BaseException = AssertionError(f"still {result!r}")
-        except (AssertionError, APIError, LookupError) as e:  # LookupError: not all there yet
-            last = e
-        if asyncio.get_running_loop().time() > deadline:
-            raise last
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

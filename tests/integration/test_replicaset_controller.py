@@ -13,7 +13,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -25,6 +25,7 @@ from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.controllers.replicaset import ReplicaSetController
 from kubeling.testing import Cluster
+from polling import eventually, mark_ready
 
 pytestmark = pytest.mark.integration
 
@@ -88,41 +89,6 @@ async def env(cluster: Cluster) -> AsyncIterator[Env]:
             await r.flush()
         await factory.stop()
         await client.close()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll until check() returns something truthy; fail with the last answer."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}: last answer {last!r}")
-
-
-async def mark_ready(client: Client, namespace: str, selector: str) -> list[str]:
-    """Do what a kubelet would for every active, not-ready pod of the selector:
-    status Running with a Ready condition. Returns the names marked."""
-    marked = []
-    for pod in (await client.list(POD, namespace, label_selector=selector))["items"]:
-        conds = (pod.get("status") or {}).get("conditions") or []
-        if pod["metadata"].get("deletionTimestamp") or any(
-                c["type"] == "Ready" and c["status"] == "True" for c in conds):
-            continue
-        now = now_rfc3339()
-        try:
-            await client.patch(POD, pod["metadata"]["name"], {"status": {"phase": "Running", "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-            ]}}, namespace, subresource="status")
-        except APIError as e:
-            if e.code != 404:
-                raise
-            continue
-        marked.append(pod["metadata"]["name"])
-    return marked
 
 
 def replica_set(name: str, replicas: int, labels: dict[str, str] | None = None, **spec: Any) -> Obj:
