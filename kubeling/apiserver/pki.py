@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import secrets
 import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CLUSTER_NAME = "kubeling"
+_SIOCGIFADDR = 0x8915
 ADMIN_USER = "kubeling-admin"
 
 
@@ -63,19 +66,16 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def host_addresses() -> list[str]:
-    """Addresses of this host's interfaces (and its name's), for the serving
-    certificate's SANs and the advertised address."""
+    """Addresses of this host's interfaces (IPv4, via SIOCGIFADDR) and of its
+    name, for the serving certificate's SANs and the advertised address."""
     out = {"127.0.0.1", "::1"}
-    try:
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            for a in ipr.get_addr():
-                addr = a.get_attr("IFA_ADDRESS")
-                if addr and not str(addr).startswith("fe80:"):
-                    out.add(str(addr))
-    except (ImportError, OSError):
-        pass
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                packed = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
+            except OSError:
+                continue  # no IPv4 address on this interface
+            out.add(socket.inet_ntoa(packed[20:24]))
     try:
         for info in socket.getaddrinfo(socket.gethostname(), None):
             out.add(str(info[4][0]))

@@ -44,15 +44,16 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def advertise_ip(host: str) -> str:
-    """The address the `kubernetes` Service's endpoints name. Endpoints may not
-    be loopback addresses, so a loopback listener advertises the host's
-    first other IPv4 address, as kube-apiserver's --advertise-address would."""
-    if host not in ("0.0.0.0", "::") and not ipaddress.ip_address(host).is_loopback:
+    """The address the `kubernetes` Service's endpoints name: the listen
+    address, or for a wildcard listener the host's first other IPv4 address.
+    Endpoints may not be loopback addresses, so a loopback listener
+    publishes none (bootstrap skips them)."""
+    if host not in ("0.0.0.0", "::"):
         return host
     for a in host_addresses():
         if not ipaddress.ip_address(a).is_loopback and ipaddress.ip_address(a).version == 4:
             return a
-    return host
+    return "127.0.0.1"
 
 
 @dataclass

@@ -69,7 +69,7 @@ async def test_pull_tutorial_image(service: ImageService, registry: ti.LocalRegi
     built = ti.go_httpd_image()
     assert img.id == built.image_id
     assert img.repo_digest == f"docker.io/ethos93/go-httpd@{built.digest}"
-    assert img.config.entrypoint == ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"]
+    assert img.config.entrypoint == ["/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -v -p 8080 -h /www & wait"]
     assert img.config.exposed_ports == ["8080/tcp"] and img.config.working_dir == "/www"
     assert img.config.env == [ti.PATH_ENV]
     assert [p.name for p in img.layers] == [x.diff_id.removeprefix("sha256:") for x in built.layers]
@@ -589,7 +589,7 @@ async def test_load_docker_archive(tmp_path: Path) -> None:
                                               "docker.io/radial/busyboxplus:curl"]
     img = await svc.ensure("ethos93/go-httpd:v1", "Never")
     assert img.id == ti.go_httpd_image().image_id
-    assert img.config.entrypoint[:2] == ["/bin/busybox", "httpd"]
+    assert img.config.entrypoint[:2] == ["/bin/sh", "-c"]
     assert (img.layers[1] / "www/cgi-bin/index.cgi").exists()
     curl_img = await svc.ensure("radial/busyboxplus:curl", "Never")
     assert curl_img.layers[0] == img.layers[0]

@@ -431,7 +431,11 @@ def test_service_endpoints_follow_scaling(sim: Sim) -> None:
 
 def test_endpoints_deprecation_warning(sim: Sim) -> None:
     """A v1.33 API server warns on every v1 Endpoints request (KEP-4974); kubectl prints it on stderr."""
-    p = sim.k.run("-n", "default", "get", "endpoints")
+    manifest = ("apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: manual\nsubsets:\n"
+                "- addresses:\n  - ip: 10.244.9.9\n  ports:\n  - port: 8080\n")
+    p = sim.k.run("-n", "default", "apply", "-f", "-", input=manifest)
+    assert p.stderr == ENDPOINTS_WARNING
+    p = sim.k.run("-n", "default", "get", "endpoints", "manual")
     assert p.stderr == ENDPOINTS_WARNING
 
 
