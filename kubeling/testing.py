@@ -105,7 +105,8 @@ def start_cluster(data_dir: Path, port: int | None = None, extra_args: list[str]
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = data_dir / "kubeling.log"
-    command = ["server"] if simulated_nodes is None else ["up", "--simulated-nodes", str(simulated_nodes)]
+    command = (["server"] if simulated_nodes is None
+               else ["up", "--simulated-nodes", str(simulated_nodes), "--no-kubeconfig"])
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kubeling", *command, "--data-dir", str(data_dir),

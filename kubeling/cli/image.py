@@ -113,7 +113,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     def command(name: str, help: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
         p = isub.add_parser(name, help=help)
-        p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the node's data directory")
+        p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR / "node"), help="the node's data directory")
         p.set_defaults(func=func)
         return p
 

@@ -12,7 +12,6 @@ from typing import Any, Callable, Coroutine
 
 from .. import __version__
 from .common import DEFAULT_DATA_DIR, CLIError
-from ..proxy import cli as proxy_cli
 from .agent import add_parser as add_agent_parser
 from .image import add_parser as add_image_parser, add_registry_arguments
 
@@ -47,17 +46,20 @@ def _server(args: argparse.Namespace) -> None:
 def _up(args: argparse.Namespace) -> None:
     from .image import registry_config
     from .kubeconfig import default_target
-    from .up import UpError, UpOptions, up
+    from .up import UpError, UpOptions, preflight, up
 
     if args.simulated_nodes is not None and args.simulated_nodes < 0:
         raise CLIError("--simulated-nodes must be 0 or more")
     opts = UpOptions(data_dir=Path(args.data_dir), listen=args.listen, simulated_nodes=args.simulated_nodes,
                      node_monitor_grace_period=args.node_monitor_grace_period,
                      default_toleration_seconds=args.default_toleration_seconds, node_name=args.node_name,
-                     node_netns=args.node_netns, node_ip=args.node_ip, registry=registry_config(args),
-                     localhost_nodeports=args.localhost_nodeports,
+                     node_netns=args.node_netns, node_ip=args.node_ip, localhost_nodeports=args.localhost_nodeports,
                      kubeconfig=None if args.no_kubeconfig else default_target())
     try:
+        preflight(opts)
+        opts.registry = registry_config(args)
+        # not uvloop: the node runtime starts tty execs with a preexec_fn that needs
+        # the terminal on fd 0, which uvloop's process spawning does not give it
         asyncio.run(up(opts))
     except UpError as e:
         raise CLIError(str(e)) from None
@@ -75,15 +77,16 @@ def _status(args: argparse.Namespace) -> None:
 def _down(args: argparse.Namespace) -> None:
     from .up import UpError, down
 
-    print(f"Stopping kubeling (data dir {args.data_dir}) ...", flush=True)
     try:
         pid = down(Path(args.data_dir))
     except UpError as e:
         raise CLIError(str(e)) from None
-    print(f"Stopped (pid {pid})")
+    print(f"Stopped kubeling (pid {pid}, data dir {args.data_dir})")
 
 
 def _proxy(args: argparse.Namespace) -> None:
+    from ..proxy import cli as proxy_cli
+
     try:
         proxy_cli.command(args)
     except proxy_cli.ProxyError as e:
@@ -150,6 +153,8 @@ def parser() -> argparse.ArgumentParser:
 
     add_image_parser(sub)
     add_agent_parser(sub)
+
+    from ..proxy import cli as proxy_cli
 
     px = sub.add_parser("proxy", help="run the service proxy (nftables) for a node")
     proxy_cli.add_arguments(px)

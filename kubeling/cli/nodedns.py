@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ..api.errors import APIError
-from ..api.registry import lookup
+from ..api.registry import Kind, lookup
 from ..client.informer import InformerFactory
 from ..client.rest import Client, load_kubeconfig
 from ..dns.server import DNSServer
-from ..dns.service import NAME as KUBE_DNS, NAMESPACE as KUBE_SYSTEM, PORTS as KUBE_DNS_PORTS
+from ..dns.service import NAME as KUBE_DNS
+from ..dns.service import NAMESPACE as KUBE_SYSTEM
+from ..dns.service import PORTS as KUBE_DNS_PORTS
 from ..node.namespaces import CLONE_NEWNET, setns
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,14 @@ MANAGED_BY = "node-dns.kubeling.io"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
-_SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
-assert _SLICES is not None
+
+def _slices() -> Kind:
+    kind = lookup("discovery.k8s.io", "v1", "endpointslices")
+    assert kind is not None
+    return kind
+
+
+_SLICES = _slices()
 
 
 def endpoint_slice(node_name: str, node_ip: str, service: Obj) -> Obj:

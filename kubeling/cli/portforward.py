@@ -37,6 +37,7 @@ class NodeLoopbackForward:
         self.target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._relays: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, port: int) -> None:
         """Listen on 127.0.0.1:`port` in the node's namespace (OSError when taken)."""
@@ -48,19 +49,23 @@ class NodeLoopbackForward:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for t in list(self._relays):
-            t.cancel()
+        # Closed connections end their relays (a cancelled connection handler
+        # is an error to asyncio's stream server).
+        for w in list(self._writers):
+            w.close()
         await asyncio.gather(*self._relays, return_exceptions=True)
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._relays.add(task)
+        self._writers.add(writer)
         try:
             try:
                 up_reader, up_writer = await asyncio.open_connection(*self.target, limit=_CHUNK)
             except OSError:
                 return  # the client sees the connection close, as when nothing listens
+            self._writers.add(up_writer)
             pipes = {asyncio.create_task(_pipe(reader, up_writer)), asyncio.create_task(_pipe(up_reader, writer))}
             try:
                 done, pending = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
@@ -73,8 +78,10 @@ class NodeLoopbackForward:
                     t.cancel()
                 await asyncio.gather(*pipes, return_exceptions=True)
                 up_writer.close()
+                self._writers.discard(up_writer)
         finally:
             writer.close()
+            self._writers.discard(writer)
             self._relays.discard(task)
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -33,40 +35,59 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ..api.errors import APIError
-from ..api.registry import lookup
-from ..client.events import EventRecorder
+from ..api.registry import Kind, lookup
 from ..client.rest import Client
-from ..controllers.manager import ControllerManager, ManagerOptions
-from ..node.images import RegistryConfig
 from .kubeconfig import KubeconfigError, Target, merge_into
-from .nodedns import NodeDNS, publish_endpoint_slice
+
+if TYPE_CHECKING:
+    from ..controllers.manager import ControllerManager
+    from ..node.images import RegistryConfig
+    from .nodedns import NodeDNS
 
 log = logging.getLogger("kubeling.up")
 
 Obj = dict[str, Any]
 
 PID_FILE = "kubeling.pid"
+APISERVER_PID_FILE = "apiserver.pid"
 CONTEXT = "kubeling"
 CLUSTER_DNS = "10.96.0.10"
 #: what the readiness check asks the cluster DNS, as the kind/k3d/minikube benchmark does
 READY_NAME = "kubernetes.default.svc.cluster.local"
 START_TIMEOUT = 60.0
 NETNS_DIR = Path("/run/netns")
+#: what the rest of the cluster needs, imported while the API server boots
+#: (on the other core): most of a start's CPU time is Python imports
+COMPONENTS = ("kubeling.controllers.manager", "kubeling.client.events", "kubeling.node.agent",
+              "kubeling.proxy.proxier", "kubeling.cli.nodedns", "kubeling.cli.portforward", "dns.query")
 
-NODES = lookup("", "v1", "nodes")
-PODS = lookup("", "v1", "pods")
-assert NODES is not None and PODS is not None
+
+def _kind(plural: str) -> Kind:
+    kind = lookup("", "v1", plural)
+    assert kind is not None, plural
+    return kind
+
+
+NODES = _kind("nodes")
+PODS = _kind("pods")
 
 
 class UpError(Exception):
     """One line for the user."""
+
+
+def _registry_config() -> RegistryConfig:
+    from ..node.images import RegistryConfig
+
+    return RegistryConfig()
 
 
 @dataclass
@@ -80,7 +101,7 @@ class UpOptions:
     node_name: str = field(default_factory=lambda: socket.gethostname().lower())
     node_netns: str | None = None
     node_ip: str | None = None
-    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    registry: RegistryConfig = field(default_factory=_registry_config)
     localhost_nodeports: bool = False
     #: where to merge the cluster's context; None: leave kubeconfigs alone
     kubeconfig: Target | None = None
@@ -97,17 +118,50 @@ def process_age() -> float:
     return float(Path("/proc/uptime").read_text().split()[0]) - started
 
 
-def running_pid(data_dir: Path) -> int | None:
-    """The pid of the `kubeling up` serving `data_dir`, if one runs (a pid
-    file left by a killed one, or a reused pid, does not count)."""
+def _pid_running(pid_file: Path, command: bytes) -> int | None:
+    """The pid in `pid_file` if that process is a `kubeling <command>` (a pid
+    file left by a killed process, or a reused pid, does not count)."""
     try:
-        pid = int((data_dir / PID_FILE).read_text().split()[0])
+        pid = int(pid_file.read_text().split()[0])
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError, IndexError):
         return None
-    if b"up" in argv and any(a.endswith(b"kubeling") for a in argv):
+    if command in argv and any(a.endswith(b"kubeling") for a in argv):
         return pid
     return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs: a zombie has closed its files (and sockets)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def running_pid(data_dir: Path) -> int | None:
+    """The pid of the `kubeling up` serving `data_dir`, if one runs."""
+    return _pid_running(data_dir / PID_FILE, b"up")
+
+
+def _stop_orphan(data_dir: Path) -> None:
+    """An API server a killed `kubeling up` left running on this data dir
+    holds its port and store: stop it (the node's containers, also left
+    running, are adopted by the new agent)."""
+    pid = _pid_running(data_dir / APISERVER_PID_FILE, b"server")
+    if pid is None:
+        return
+    print(f"Stopping the API server a previous kubeling up left running (pid {pid})", flush=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
 
 
 def preflight(opts: UpOptions) -> None:
@@ -122,12 +176,17 @@ def preflight(opts: UpOptions) -> None:
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
-    from ..apiserver.server import parse_listen
-
+    """HOST:PORT (IPv6 in brackets), as `kubeling server --listen` takes it;
+    checked here, before anything starts, without importing the API server."""
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
     try:
-        return parse_listen(listen)
-    except ValueError as e:
-        raise UpError(str(e)) from None
+        ipaddress.ip_address(host)
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError
+    except ValueError:
+        raise UpError(f"invalid --listen {listen!r}: want HOST:PORT") from None
+    return host, int(port)
 
 
 def _check_free(host: str, port: int) -> None:
@@ -197,14 +256,14 @@ class Cluster:
 
     # ------------------------------------------------------------------ start
 
-    async def start(self) -> None:
+    async def start(self, host: str, port: int) -> None:
         opts = self.opts
-        await asyncio.to_thread(self.data_dir.mkdir, parents=True, exist_ok=True)
-        host, port = _parse_listen(opts.listen)
         if self.netns_path:
             await self._ensure_netns()
         await self._start_apiserver(host, port)
         _step("Starting API server")
+        from ..controllers.manager import ControllerManager, ManagerOptions
+
         self.client = await Client.from_kubeconfig(self.kubeconfig, user_agent="kubeling")
         kube_dns = await self._ensure_kube_dns() if opts.simulated_nodes is None else None
         self.manager = ControllerManager(self.client, ManagerOptions(
@@ -225,7 +284,7 @@ class Cluster:
             await asyncio.gather(proxy, return_exceptions=True)
             raise
         _step(f"Starting node {opts.node_name}")
-        await proxy
+        await self._guard("service proxy", proxy)
         _step("Starting service proxy")
         await self._guard("cluster DNS", self._start_dns(kube_dns))
         _step("Starting cluster DNS")
@@ -240,30 +299,50 @@ class Cluster:
             log.debug("starting %s", what, exc_info=True)
             raise UpError(f"{what}: {e}") from None
 
+    @property
+    def _netns_marker(self) -> Path:
+        """Names the node netns when a `kubeling up` made it (and so removes it)."""
+        return self.data_dir / "node-netns"
+
     async def _ensure_netns(self) -> None:
         assert self.netns_path is not None and self.opts.node_netns is not None
         from ..node.namespaces import is_pinned
 
-        if not await asyncio.to_thread(is_pinned, self.netns_path):
-            await _run("ip", "netns", "add", self.opts.node_netns)
+        name = self.opts.node_netns
+        if await asyncio.to_thread(is_pinned, self.netns_path):
+            # one that a killed `kubeling up` made is still ours to remove
+            self.created_netns = await asyncio.to_thread(self._made_netns, name)
+        else:
+            await _run("ip", "netns", "add", name)
+            await asyncio.to_thread(self._netns_marker.write_text, f"{name}\n")
             self.created_netns = True
-        await _run("ip", "-n", self.opts.node_netns, "link", "set", "lo", "up")
+        await _run("ip", "-n", name, "link", "set", "lo", "up")
+
+    def _made_netns(self, name: str) -> bool:
+        try:
+            return self._netns_marker.read_text().strip() == name
+        except OSError:
+            return False
 
     async def _start_apiserver(self, host: str, port: int) -> None:
         opts = self.opts
-        _check_free(host, port)
         # Node addresses exist only in the node's namespace: the API server
         # dials node agents from inside it.
         netns = ["--node-netns", opts.node_netns] if opts.node_netns else []
-        with open(self.apiserver_log, "ab") as out:
-            try:
-                self.proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "kubeling", "server", "--data-dir", str(self.data_dir),
-                    "--listen", opts.listen, "--default-toleration-seconds", str(opts.default_toleration_seconds),
-                    *netns, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True)
-            except OSError as e:
-                raise UpError(f"cannot start the API server: {e.strerror or e}") from None
+        out = await asyncio.to_thread(open, self.apiserver_log, "ab")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "kubeling", "server", "--data-dir", str(self.data_dir),
+                "--listen", opts.listen, "--default-toleration-seconds", str(opts.default_toleration_seconds),
+                *netns, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True)
+        except OSError as e:
+            raise UpError(f"cannot start the API server: {e.strerror or e}") from None
+        finally:
+            out.close()
+        await asyncio.to_thread((self.data_dir / APISERVER_PID_FILE).write_text, f"{self.proc.pid}\n")
+        modules = COMPONENTS if opts.simulated_nodes is None else COMPONENTS[:1]
+        await asyncio.to_thread(lambda: [importlib.import_module(m) for m in modules])
         connect = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         self.connect = (connect, port)
         self.url = f"https://[{connect}]:{port}" if ":" in connect else f"https://{connect}:{port}"
@@ -284,7 +363,7 @@ class Cluster:
                                            timeout=aiohttp.ClientTimeout(total=1)) as r:
                         if r.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                except (TimeoutError, aiohttp.ClientError, OSError):
                     pass
                 await asyncio.sleep(0.02)
         raise UpError(f"the API server was not ready after {START_TIMEOUT:.0f}s (see {self.apiserver_log})")
@@ -324,6 +403,7 @@ class Cluster:
                            pki_dir=self.data_dir / "pki")
 
     async def _start_node(self) -> None:
+        from ..client.events import EventRecorder
         from ..node.agent import NodeAgent
 
         assert self.client is not None and self.manager is not None
@@ -352,9 +432,11 @@ class Cluster:
         await asyncio.wait([run, synced], return_when=asyncio.FIRST_COMPLETED)
         if not synced.done():
             synced.cancel()
-            raise UpError(f"service proxy: {run.exception() or 'stopped'}")
+            raise UpError(str(run.exception() or "stopped"))
 
     async def _start_dns(self, kube_dns: Obj) -> None:
+        from .nodedns import NodeDNS, publish_endpoint_slice
+
         assert self.client is not None and self.agent is not None
         node_ip = self.agent.network.node_ip
         await publish_endpoint_slice(self.client, self.opts.node_name, node_ip, kube_dns)
@@ -413,62 +495,63 @@ class Cluster:
             await self._quietly("stopping the cluster DNS", self.dns.stop())
         if self.forward is not None:
             await self.forward.stop()
-        keep = await self._stop_node()
+        ipam = await self._stop_node()
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.proxier is not None:
             await self._quietly("removing the service rules", self.proxier.cleanup())
         if self.agent is not None:
-            await self._quietly("removing the node's pods and network", self._reset_node(keep))
+            await self._quietly("removing the node's pods and network", self._reset_node(ipam))
         if self.manager is not None:
             await self._quietly("stopping the controllers", self.manager.stop([]))
         if self.client is not None:
             await self.client.close()
-        t0 = time.monotonic()
         await self._stop_apiserver()
-        print("TIMING apiserver", time.monotonic() - t0, flush=True)
         if self.created_netns and self.opts.node_netns:
             await self._quietly("removing the node network namespace",
                                 _run("ip", "netns", "del", self.opts.node_netns))
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self._netns_marker.unlink)
 
     async def _quietly(self, what: str, step: Awaitable[Any]) -> None:
-        t0 = time.monotonic()
         try:
             await step
-            print("TIMING", what, time.monotonic() - t0, flush=True)
         except Exception as e:
             log.debug("%s", what, exc_info=True)
             print(f"warning: {what}: {e}", file=sys.stderr, flush=True)
 
-    async def _stop_node(self) -> dict[str, str]:
-        """Stop the agent; returns the addresses of the pods that will come back."""
+    async def _stop_node(self) -> Obj:
+        """Stop the agent; returns the IPAM state of the pods that will come back."""
         if self.agent is None:
             return {}
         uids = {p["metadata"]["uid"] for p in self.agent.pods.list()
                 if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")}
         await self._quietly("stopping the node agent", self.agent.stop())
-        state = self.data_dir / "node" / "ipam.json"
         try:
-            doc = json.loads(await asyncio.to_thread(state.read_text))
+            doc = json.loads(await asyncio.to_thread(self._ipam_state.read_text))
         except (OSError, ValueError):
             return {}
-        return {uid: ip for uid, ip in (doc.get("allocations") or {}).items() if uid in uids}
+        kept = {uid: ip for uid, ip in (doc.get("allocations") or {}).items() if uid in uids}
+        return {"last": doc.get("last"), "allocations": kept} if kept else {}
 
-    async def _reset_node(self, keep: dict[str, str]) -> None:
+    @property
+    def _ipam_state(self) -> Path:
+        return self.data_dir / "node" / "ipam.json"
+
+    async def _reset_node(self, ipam: Obj) -> None:
         """The node as `kind delete` leaves it: containers, sandboxes, pod
         directories, the node monitor and the node network removed; then the
         pods that still exist get their addresses back on the next start."""
         from ..node.agent import reset
 
         await reset(self._agent_config())
-        if not keep:
+        if not ipam:
             return
-        state = self.data_dir / "node" / "ipam.json"
-        # IPAM's own state file, as IPAM writes it: the next agent hands these
-        # pods the addresses they had (a pod deleted meanwhile frees its own).
-        doc = json.dumps({"last": max(keep.values(), key=lambda ip: tuple(map(int, ip.split(".")))),
-                          "allocations": keep}, sort_keys=True)
+        # IPAM's own state file as IPAM writes it (allocations by pod uid and
+        # the last address handed out), less the pods that are gone.
+        doc = json.dumps(ipam, sort_keys=True)
+        state = self._ipam_state
 
         def write() -> None:
             tmp = state.with_name(state.name + ".tmp")
@@ -478,14 +561,17 @@ class Cluster:
 
     async def _stop_apiserver(self) -> None:
         proc = self.proc
-        if proc is None or proc.returncode is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread((self.data_dir / APISERVER_PID_FILE).unlink)
 
 
 def _merge_kubeconfig(opts: UpOptions, cluster: Cluster) -> str:
@@ -502,9 +588,12 @@ def _merge_kubeconfig(opts: UpOptions, cluster: Cluster) -> str:
 
 async def up(opts: UpOptions) -> None:
     preflight(opts)
+    host, port = _parse_listen(opts.listen)
     pid = running_pid(opts.data_dir)
     if pid is not None:
         raise UpError(f"kubeling is already running with data dir {opts.data_dir} (pid {pid})")
+    await asyncio.to_thread(_stop_orphan, opts.data_dir)
+    _check_free(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -515,7 +604,7 @@ async def up(opts: UpOptions) -> None:
     try:
         await asyncio.to_thread(opts.data_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(pid_file.write_text, f"{os.getpid()}\n")
-        starting = asyncio.create_task(cluster.start())
+        starting = asyncio.create_task(cluster.start(host, port))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([starting, stopper], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -524,17 +613,22 @@ async def up(opts: UpOptions) -> None:
             await asyncio.gather(starting, return_exceptions=True)
             print("Stopping ...", flush=True)
             return
-        starting.result()
+        try:
+            starting.result()
+        except (UpError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.debug("starting the cluster", exc_info=True)
+            raise UpError(f"the cluster did not start: {e}") from None
         usage = _merge_kubeconfig(opts, cluster)
         print(f"Cluster ready in {process_age():.1f}s. Use it with:\n{usage}", flush=True)
         await cluster.wait(stop)
-        print("Stopping ...", time.time(), flush=True)
+        print("Stopping ...", flush=True)
     finally:
         # A second Ctrl-C must not cut the cleanup short.
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: None)
-        t0=time.monotonic(); await cluster.stop(); print("TIMING stop total", time.monotonic()-t0, flush=True)
-        import atexit; atexit.register(lambda: print("TIMING atexit", time.time(), flush=True))
+        await cluster.stop()
         with contextlib.suppress(OSError):
             if running_pid(opts.data_dir) == os.getpid():
                 pid_file.unlink()
@@ -584,7 +678,7 @@ def down(data_dir: Path, timeout: float = 120.0) -> int:
     except PermissionError:
         raise UpError(f"not allowed to stop kubeling (pid {pid}): run kubeling down as its user") from None
     deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and running_pid(data_dir) == pid:
+    while _alive(pid) and running_pid(data_dir) == pid:
         if time.monotonic() > deadline:
             raise UpError(f"kubeling (pid {pid}) did not stop within {timeout:.0f}s")
         time.sleep(0.05)

@@ -424,7 +424,7 @@ class EndpointsController:
     """See the module docstring."""
 
     def __init__(self, client: Client, factory: InformerFactory,
-                 recorder_factory: Callable[[str], EventRecorder], *, batch_period: float = 0.5) -> None:
+                 recorder_factory: Callable[[str], EventRecorder], *, batch_period: float = 0.0) -> None:
         """`batch_period` delays syncs caused by pod changes so a burst of them
         costs one Endpoints write (upstream's --endpoint-updates-batch-period).
         Upstream defaults to none; here a sync of a large Service costs enough

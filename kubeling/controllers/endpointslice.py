@@ -367,7 +367,7 @@ class EndpointSliceController:
 
     def __init__(self, client: Client, factory: InformerFactory,
                  recorder_factory: Callable[[str], EventRecorder], *, max_endpoints_per_slice: int = 100,
-                 batch_period: float = 0.5) -> None:
+                 batch_period: float = 0.0) -> None:
         """`batch_period` delays syncs caused by pod changes so a burst of them
         costs one round of writes (upstream's --endpointslice-updates-batch-period;
         see EndpointsController for why it is not 0 here)."""
