@@ -321,32 +321,12 @@ def container_env(container: Obj, ctx: PodContext, services: dict[str, str]) -> 
                 value = field_value(source["fieldRef"].get("fieldPath", ""), ctx)
             elif source.get("resourceFieldRef"):
                 value = resource_value(source["resourceFieldRef"], container, ctx)
-            elif source.get("configMapKeyRef"):
-                ref = source["configMapKeyRef"]
-                cm = ctx.config_map(ref.get("name", ""))
-                if cm is None:
-                    if ref.get("optional"):
-                        continue
-                    raise ContainerConfigError(f'configmap "{ref.get("name", "")}" not found')
-                data = _config_map_data(cm)
-                if ref.get("key") not in data:
-                    if ref.get("optional"):
-                        continue
-                    raise ContainerConfigError(f"couldn't find key {ref.get('key')} in ConfigMap {ns}/{ref['name']}")
-                value = data[ref["key"]].decode(errors="replace")
-            elif source.get("secretKeyRef"):
-                ref = source["secretKeyRef"]
-                secret = ctx.secret(ref.get("name", ""))
-                if secret is None:
-                    if ref.get("optional"):
-                        continue
-                    raise ContainerConfigError(f'secret "{ref.get("name", "")}" not found')
-                data = _secret_data(secret)
-                if ref.get("key") not in data:
-                    if ref.get("optional"):
-                        continue
-                    raise ContainerConfigError(f"couldn't find key {ref.get('key')} in Secret {ns}/{ref['name']}")
-                value = data[ref["key"]].decode(errors="replace")
+            elif source.get("configMapKeyRef") or source.get("secretKeyRef"):
+                kind = "ConfigMap" if source.get("configMapKeyRef") else "Secret"
+                found = _key_ref_value(kind, source.get("configMapKeyRef") or source["secretKeyRef"], ctx, ns)
+                if found is None:
+                    continue
+                value = found
         env[name] = value
     out = list(env.items())
     out += [(k, v) for k, v in services.items() if k not in env]
@@ -814,3 +794,20 @@ def container_spec(pod: Obj, container: Obj, attempt: int, image: Image, env: li
         cpu_quota_millis=res.cpu_quota_millis, cpu_shares=res.cpu_shares, privileged=sec.privileged,
         capabilities_add=sec.capabilities_add, capabilities_drop=sec.capabilities_drop,
         read_only_root=sec.read_only_root, mounts=mounts, log_path=log)
+
+
+def _key_ref_value(kind: str, ref: dict[str, Any], ctx: Any, ns: str) -> str | None:
+    """A configMapKeyRef / secretKeyRef value; None when it is optional and missing."""
+    name = ref.get("name", "")
+    obj = ctx.config_map(name) if kind == "ConfigMap" else ctx.secret(name)
+    if obj is None:
+        if ref.get("optional"):
+            return None
+        raise ContainerConfigError(f'{kind.lower()} "{name}" not found')
+    data = _config_map_data(obj) if kind == "ConfigMap" else _secret_data(obj)
+    if ref.get("key") not in data:
+        if ref.get("optional"):
+            return None
+        raise ContainerConfigError(f"couldn't find key {ref.get('key')} in {kind} {ns}/{name}")
+    value: bytes = data[ref["key"]]
+    return value.decode(errors="replace")
