@@ -7,21 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api import errors
-from ..api.printers import age, name
+from ..api.kinds.namespace import AGE_COLUMN, NAME_COLUMN
 from ..api.registry import Column, Kind
 
 Obj = dict[str, Any]
 
-_DEFAULT_COLUMNS = (
-    Column("Name", "string", name, "name", description="Name must be unique within a namespace. Is required when "
-           "creating resources, although some resources may allow a client to request the generation of an "
-           "appropriate name automatically. Name is primarily intended for creation idempotence and configuration "
-           "definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-"
-           "objects/names#names"),
-    Column("Age", "string", age, description="CreationTimestamp is a timestamp representing the server time when "
-           "this object was created. It is not guaranteed to be set in happens-before order across separate "
-           "operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC."),
-)
+# Kinds without columns of their own print as upstream's default table does.
+_DEFAULT_COLUMNS = (NAME_COLUMN, AGE_COLUMN)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,14 @@ import re
 
 from ..errors import FieldError, invalid, too_long
 from ..meta import list_of, top_level
-from ..printers import age, name
 from ..registry import Column, Kind, register
 from ..schema import BOOL, BYTES, STRING, Field, MapOf
-from ..validation import dns1123_subdomain, validate_object_meta, validate_object_meta_update
+from ..validation import (
+    dns1123_subdomain,
+    validate_object_meta,
+    validate_object_meta_update,
+)
+from .namespace import AGE_COLUMN, NAME_COLUMN
 
 _CONFIG_KEY = r"[-._a-zA-Z0-9]+"
 _MAX_SIZE = 1024 * 1024
@@ -65,11 +69,10 @@ register(Kind(
     group="", version="v1", kind="ConfigMap", plural="configmaps", singular="configmap", namespaced=True,
     schema=CONFIGMAP, short_names=("cm",),
     columns=(
-        Column("Name", "string", name, "name", description="Name must be unique within a namespace."),
+        NAME_COLUMN,
         Column("Data", "string", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {}),
                description="Number of data in configmap"),
-        Column("Age", "string", age,
-               description="CreationTimestamp is a timestamp representing the server time when this object was created."),
+        AGE_COLUMN,
     ),
     validate=_validate,
 ))
