@@ -604,22 +604,9 @@ def volume_files(volume: Obj, ctx: PodContext) -> Files | None:
     (content, mode)); None for volumes without generated content."""
     kind = volume_source(volume)
     src = volume.get(kind) or {}
-    if kind == "configMap":
-        cm = ctx.config_map(src.get("name", ""))
-        if cm is None:
-            if src.get("optional"):
-                return {}
-            raise VolumeError(f'configmap "{src.get("name", "")}" not found')
-        return _key_files("configMap", src.get("name", ""), _config_map_data(cm), src.get("items"),
-                          _mode({"mode": src.get("defaultMode")}, DEFAULT_MODE), bool(src.get("optional")))
-    if kind == "secret":
-        secret = ctx.secret(src.get("secretName", ""))
-        if secret is None:
-            if src.get("optional"):
-                return {}
-            raise VolumeError(f'secret "{src.get("secretName", "")}" not found')
-        return _key_files("secret", src.get("secretName", ""), _secret_data(secret), src.get("items"),
-                          _mode({"mode": src.get("defaultMode")}, DEFAULT_MODE), bool(src.get("optional")))
+    if kind in ("configMap", "secret"):
+        name = src.get("name" if kind == "configMap" else "secretName", "")
+        return _object_files(kind, name, src, _mode({"mode": src.get("defaultMode")}, DEFAULT_MODE), ctx)
     if kind == "downwardAPI":
         return _downward_files(src.get("items") or [], _mode({"mode": src.get("defaultMode")}, DEFAULT_MODE), ctx,
                                None)
@@ -627,24 +614,10 @@ def volume_files(volume: Obj, ctx: PodContext) -> Files | None:
         default = _mode({"mode": src.get("defaultMode")}, DEFAULT_MODE)
         files: Files = {}
         for source in src.get("sources") or []:
-            if source.get("configMap") is not None:
-                s = source["configMap"]
-                cm = ctx.config_map(s.get("name", ""))
-                if cm is None:
-                    if s.get("optional"):
-                        continue
-                    raise VolumeError(f'configmap "{s.get("name", "")}" not found')
-                files.update(_key_files("configMap", s.get("name", ""), _config_map_data(cm), s.get("items"),
-                                        default, bool(s.get("optional"))))
-            elif source.get("secret") is not None:
-                s = source["secret"]
-                secret = ctx.secret(s.get("name", ""))
-                if secret is None:
-                    if s.get("optional"):
-                        continue
-                    raise VolumeError(f'secret "{s.get("name", "")}" not found')
-                files.update(_key_files("secret", s.get("name", ""), _secret_data(secret), s.get("items"),
-                                        default, bool(s.get("optional"))))
+            if source.get("configMap") is not None or source.get("secret") is not None:
+                obj_kind = "configMap" if source.get("configMap") is not None else "secret"
+                s = source[obj_kind]
+                files.update(_object_files(obj_kind, s.get("name", ""), s, default, ctx))
             elif source.get("downwardAPI") is not None:
                 files.update(_downward_files(source["downwardAPI"].get("items") or [], default, ctx, None))
             else:
@@ -811,3 +784,14 @@ def _key_ref_value(kind: str, ref: dict[str, Any], ctx: Any, ns: str) -> str | N
         raise ContainerConfigError(f"couldn't find key {ref.get('key')} in {kind} {ns}/{name}")
     value: bytes = data[ref["key"]]
     return value.decode(errors="replace")
+
+
+def _object_files(kind: str, name: str, src: Obj, default_mode: int, ctx: PodContext) -> Files:
+    """The files of a configMap or secret volume source; none when it is optional and missing."""
+    obj = ctx.config_map(name) if kind == "configMap" else ctx.secret(name)
+    if obj is None:
+        if src.get("optional"):
+            return {}
+        raise VolumeError(f'{kind.lower()} "{name}" not found')
+    data = _config_map_data(obj) if kind == "configMap" else _secret_data(obj)
+    return _key_files(kind, name, data, src.get("items"), default_mode, bool(src.get("optional")))
