@@ -61,6 +61,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_MOUNT_DATA = 4095
 MONITOR_START_TIMEOUT = 10.0
 KILL_TIMEOUT = 10.0
+#: how long an exec on a terminal waits for the client's first terminal size
+FIRST_RESIZE_WAIT = 0.5
 
 
 class ImageConfigLike(Protocol):
@@ -701,6 +703,13 @@ class Runtime:
                         resize: AsyncIterator[TerminalSize] | None, pid_file: Path) -> int:
         master, slave = os.openpty()
         ttymod.setraw(slave)
+        if resize is not None:
+            # kubectl sends the terminal's size right after the streams open;
+            # runc copies it from our pty only when it starts, and a resize
+            # that lands later reaches `stty size` or a shell's first prompt too late.
+            with contextlib.suppress(TimeoutError, StopAsyncIteration):
+                first = await asyncio.wait_for(anext(resize), FIRST_RESIZE_WAIT)
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", first.height, first.width, 0, 0))
         try:
             # runc relays between our pty (its controlling terminal, so it gets
             # SIGWINCH on resize) and the container's.

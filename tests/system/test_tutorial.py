@@ -47,8 +47,8 @@ pytestmark = [
                        reason="needs runc, nft, ip and curl"),
     pytest.mark.skipif(ti.environment_ok() is not None, reason=str(ti.environment_ok())),
     pytest.mark.skipif(kubectl_dir() is None or not all((kubectl_dir() / f"kubectl.{v}").exists()  # type: ignore[operator]
-                                                        for v in ("1.27", "1.33")),
-                       reason="needs kubectl 1.27 and 1.33"),
+                                                        for v in ("1.27", "1.32", "1.33")),
+                       reason="needs kubectl 1.27, 1.32 and 1.33"),
 ]
 
 Obj = dict[str, Any]
@@ -394,13 +394,16 @@ def test_curlpod_reaches_the_service_by_name_in_rotation(cluster: Cluster) -> No
 def test_exec_on_a_terminal(cluster: Cluster) -> None:
     d = kubectl_dir()
     assert d is not None
-    for version in ("1.33", "1.27"):
-        out, code = in_pty([str(d / f"kubectl.{version}"), f"--kubeconfig={cluster.kubeconfig}", "exec", "-it",
-                            "curlpod", "--", "sh", "-c", "tty; curl -s httpd-clusterip-service:8080"])
+    for version in ("1.33", "1.32", "1.27"):
+        kubectl = [str(d / f"kubectl.{version}"), f"--kubeconfig={cluster.kubeconfig}", "exec", "-it", "curlpod", "--"]
+        out, code = in_pty([*kubectl, "sh", "-c", "tty; stty size; curl -s httpd-clusterip-service:8080"])
         assert code == 0, out
         lines = out.splitlines()
         assert lines[0] == "/dev/pts/0", out
-        assert lines[1].removeprefix(ANSWER) in cluster.state["rs"], out
+        assert lines[1] == "40 132", out
+        assert lines[2].removeprefix(ANSWER) in cluster.state["rs"], out
+        out, code = in_pty([*kubectl, "sh", "-c", "exit 3"])
+        assert code == 3, (version, out)
 
 
 def test_a_replaced_pod_joins_the_rotation(cluster: Cluster) -> None:
