@@ -10,8 +10,10 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 # runc, nftables, iproute2: the node; busybox-static and docker-registry: the
-# test images and their registry; dnsutils (dig) and curl: the system tests.
-packages=(python3 python3-venv ca-certificates runc nftables iproute2 busybox-static docker-registry dnsutils curl wrk)
+# test images and their registry; dnsutils (dig) and curl: the system tests;
+# wrk and dnsperf: the load generators of bench/.
+packages=(python3 python3-venv ca-certificates runc nftables iproute2 busybox-static docker-registry dnsutils curl
+          wrk dnsperf)
 
 missing=()
 for p in "${packages[@]}"; do
