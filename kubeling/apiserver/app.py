@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..api import errors
 from ..api.registry import lookup
@@ -23,6 +24,8 @@ from .pki import TokenUser
 from .requestinfo import parse
 from .responses import error_response, json_body, json_response, warning_value
 from .servicealloc import ServiceAllocator
+from .serviceaccounts import ServiceAccountAuthenticator, TokenREST
+from .serviceaccounttoken import TokenIssuer
 
 log = logging.getLogger("kubeling.apiserver")
 
@@ -42,6 +45,8 @@ class Config:
     #: the network namespace node addresses live in (kubeling up --node-netns)
     node_netns: str | None = None
     tokens: dict[str, TokenUser] = field(default_factory=dict)
+    #: signs service account tokens; None: a key that lives as long as this process
+    service_account_key: ec.EllipticCurvePrivateKey | None = None
 
 
 class APIServer:
@@ -54,7 +59,9 @@ class APIServer:
         assert ns_kind is not None
         self.admission = Admission(self.objects, self.services, ns_kind, config.default_toleration_seconds)
         self.crud = Objects(self.objects, self.admission)
-        self.resources = ResourceHandlers(self.objects, self.crud)
+        issuer = TokenIssuer(config.service_account_key or ec.generate_private_key(ec.SECP256R1()))
+        self.service_accounts = ServiceAccountAuthenticator(self.objects, issuer)
+        self.resources = ResourceHandlers(self.objects, self.crud, TokenREST(self.objects, issuer))
         if config.node_client_tls is not None:
             streaming.install(self.resources, streaming.NodeDialer(self.objects, config.node_client_tls,
                                                                   config.node_netns))
@@ -82,7 +89,7 @@ class APIServer:
     async def _middleware(self, request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         try:
-            if request.path not in _PUBLIC and self.authenticate(request) is None:
+            if request.path not in _PUBLIC and await self.authenticate(request) is None:
                 raise errors.unauthorized()
             return await handler(request)
         except errors.APIError as e:
@@ -97,11 +104,12 @@ class APIServer:
             log.exception("internal error serving %s %s", request.method, request.path)
             return error_response(errors.internal(f"{type(e).__name__}: {e}"))
 
-    def authenticate(self, request: web.Request) -> TokenUser | None:
+    async def authenticate(self, request: web.Request) -> TokenUser | None:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
             return None
-        return self.config.tokens.get(auth[7:].strip())
+        token = auth[7:].strip()
+        return self.config.tokens.get(token) or await self.service_accounts.authenticate(token)
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.path

@@ -17,6 +17,11 @@ log = logging.getLogger("kubeling.apiserver")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
+def kubernetes_service_ip(service_cidr: str) -> str:
+    """The `kubernetes` Service's cluster IP: the service CIDR's first address, as upstream reserves it."""
+    return str(ipaddress.ip_network(service_cidr).network_address + 1)
+
+
 def _kind(group: str, version: str, plural: str) -> Kind:
     k = lookup(group, version, plural)
     assert k is not None, plural
@@ -41,7 +46,7 @@ async def bootstrap(api: APIServer, advertise_ip: str, port: int) -> None:
     namespaces = _kind("", "v1", "namespaces")
     for ns in SYSTEM_NAMESPACES:
         await _ensure(api, namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    first_ip = str(ipaddress.ip_network(api.config.service_cidr).network_address + 1)
+    first_ip = kubernetes_service_ip(api.config.service_cidr)
     await _ensure(api, services, {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",

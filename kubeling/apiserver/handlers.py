@@ -11,15 +11,18 @@ from aiohttp import web
 from ..api import errors
 from ..api.kinds.scale import SCALE, apply_scale, scale_from, validate_scale
 from ..api.kinds.pod import BINDING
+from ..api.kinds.tokenrequest import TOKEN_REQUEST
 from ..api.patch import apply_patch
 from ..api.printers import now_rfc3339
 from ..api.registry import Kind, lookup
+from ..api.schema import apply_defaults
 from ..api.selectors import SelectorError, exact_match, parse_field_selector, parse_label_selector
 from . import codec
 from .crud import DeleteOptions, Objects
 from .objects import Filter, ObjectStore, decode, raw
 from .requestinfo import RequestInfo
 from .responses import json_body, json_response, success_status
+from .serviceaccounts import TokenREST
 from .strategy import strategy_for
 from .tables import negotiate, partial_list, render_one, table
 from .watch import WatchStream
@@ -81,9 +84,10 @@ def build_filter(kind: Kind, q: Any) -> tuple[Filter | None, str]:
 
 
 class ResourceHandlers:
-    def __init__(self, objects: ObjectStore, crud: Objects) -> None:
+    def __init__(self, objects: ObjectStore, crud: Objects, tokens: TokenREST) -> None:
         self.objects = objects
         self.crud = crud
+        self.tokens = tokens
         self.streaming: dict[str, Handler] = {}
 
     # ------------------------------------------------------------------ dispatch
@@ -144,6 +148,8 @@ class ResourceHandlers:
             return await self.bind(request, info, kind)
         elif info.subresource == "eviction" and m == "POST":
             return await self.evict(request, info, kind)
+        elif info.subresource == "token" and m == "POST":
+            return await self.create_token(request, info, kind)
         elif info.subresource == "finalize" and m == "PUT":
             return await self.update(request, info, kind, "finalize")
         raise errors.method_not_allowed(m, f"{kind.plural}/{info.subresource}", kind.group)
@@ -413,6 +419,15 @@ class ResourceHandlers:
             opts.get("gracePeriodSeconds"), opts.get("propagationPolicy") or "", pre.get("uid") or "",
             pre.get("resourceVersion") or ""))
         return json_response(success_status(code=201), 201)
+
+
+    async def create_token(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.StreamResponse:
+        req = codec.decode_body(await self._read_body(request), _content_type(request), kind,
+                                codec.field_validation(request.query), schema=TOKEN_REQUEST, kind_name="TokenRequest",
+                                api_version="authentication.k8s.io/v1").obj
+        apply_defaults(TOKEN_REQUEST, req)
+        assert info.namespace is not None
+        return json_response(await self.tokens.create(info.namespace, info.name, req), 201)
 
 
 def _content_type(request: web.Request) -> str:

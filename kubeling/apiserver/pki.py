@@ -49,6 +49,10 @@ class PKI:
     def tokens(self) -> Path:
         return self.dir / "tokens.csv"
 
+    @property
+    def service_account_key(self) -> Path:
+        return self.dir / "sa.key"
+
 
 def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -107,6 +111,18 @@ def _ensure_ca(pki: PKI) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     _write_private(pki.ca_key, _key_pem(key))
     _write_private(pki.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
+
+
+def ensure_service_account_key(pki: PKI) -> ec.EllipticCurvePrivateKey:
+    """The key service account tokens are signed with, made on first start."""
+    if pki.service_account_key.exists():
+        key = serialization.load_pem_private_key(pki.service_account_key.read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{pki.service_account_key}: not an EC private key")
+        return key
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write_private(pki.service_account_key, _key_pem(key))
+    return key
 
 
 def _sans_of(cert: x509.Certificate) -> set[str]:

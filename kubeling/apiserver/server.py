@@ -15,8 +15,8 @@ from aiohttp import web
 from ..storage.sqlite import SQLiteStore
 from . import streaming
 from .app import APIServer, Config
-from .bootstrap import bootstrap
-from .pki import ensure_pki, host_addresses, load_tokens, write_admin_kubeconfig
+from .bootstrap import bootstrap, kubernetes_service_ip
+from .pki import ensure_pki, ensure_service_account_key, host_addresses, load_tokens, write_admin_kubeconfig
 
 log = logging.getLogger("kubeling.apiserver")
 
@@ -75,14 +75,16 @@ async def start_server(opts: ServerOptions) -> RunningServer:
     try:
         # Netlink, key generation and file writes: off the event loop.
         adv = await asyncio.to_thread(advertise_ip, opts.host)
-        pki = await asyncio.to_thread(ensure_pki, opts.data_dir, [adv])
+        # Pods reach the API server at the `kubernetes` Service's cluster IP: the certificate names it.
+        pki = await asyncio.to_thread(ensure_pki, opts.data_dir, [adv, kubernetes_service_ip(opts.service_cidr)])
+        sa_key = await asyncio.to_thread(ensure_service_account_key, pki)
         connect_host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
         scheme = "https" if opts.tls else "http"
         hostport = f"[{connect_host}]" if ":" in connect_host else connect_host
         url = f"{scheme}://{hostport}:{opts.port}"
         kubeconfig = write_admin_kubeconfig(opts.data_dir, pki, url)
         config = Config(service_cidr=opts.service_cidr, node_port_range=opts.node_port_range,
-                        advertise=f"{adv}:{opts.port}", tokens=load_tokens(pki),
+                        advertise=f"{adv}:{opts.port}", tokens=load_tokens(pki), service_account_key=sa_key,
                         default_toleration_seconds=opts.default_toleration_seconds,
                         node_client_tls=streaming.node_client_tls(pki.dir), node_netns=opts.node_netns)
         api = APIServer(store, config)

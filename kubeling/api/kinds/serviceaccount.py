@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import FieldError
 from ..meta import list_of, top_level
-from ..registry import Column, Kind, register
+from ..registry import Column, Kind, Subresource, register
 from ..schema import BOOL, Field, ListOf
 from ..validation import dns1123_subdomain, validate_object_meta, validate_object_meta_update
 from .namespace import AGE_COLUMN, NAME_COLUMN
@@ -49,6 +49,8 @@ def _validate(new: Obj, old: Obj | None) -> list[FieldError]:
 SERVICE_ACCOUNT_KIND = register(Kind(
     group="", version="v1", kind="ServiceAccount", plural="serviceaccounts", singular="serviceaccount",
     namespaced=True, schema=SERVICE_ACCOUNT, short_names=("sa",),
+    subresources=(Subresource("token", ("create",), kind="TokenRequest", group="authentication.k8s.io",
+                              version="v1"),),
     columns=(
         NAME_COLUMN,
         Column("Secrets", "string", lambda o: len(o.get("secrets") or []), description=_SECRETS_DOC),
