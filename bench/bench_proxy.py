@@ -3,10 +3,12 @@
     .venv/bin/python bench/bench_proxy.py [--rounds 3] [--seconds 4] [--skip-traffic]
 
 1. Programming: the time to load 1,000 and 5,000 services (3 endpoints
-   each, 10% NodePorts) into an empty table, and to change one service among
-   5,000 (render + diff + `nft -f`), beside two ceilings measured in the same
-   run: the same number of empty chains, and those chains holding the same
-   number of trivial rules.
+   each, 10% NodePorts) into an empty table, beside two ceilings measured in
+   the same run: the same number of empty chains, and those chains holding
+   the same number of trivial rules. Then the time and CPU to change one
+   service among 5,000 (render that service, one libnftables transaction),
+   beside the same transactions through `nft -f -` and the floors of a
+   transaction.
 2. Traffic: requests/s through a ClusterIP and straight to the pod IP, with
    wrk (or, without it, an asyncio load generator) in a client pod against an
    asyncio keep-alive responder in a backend pod.
@@ -21,6 +23,7 @@ import asyncio
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,9 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kubeling.proxy.desired import render  # noqa: E402
 from kubeling.proxy.nftables import NftablesTable, netns_command  # noqa: E402
 from kubeling.proxy.proxier import ProxierOptions, configure_node  # noqa: E402
-from kubeling.proxy.ruleset import RenderCache, RenderOptions, render, update_transaction  # noqa: E402
+from kubeling.proxy.ruleset import RenderOptions  # noqa: E402
 
 Obj = dict[str, Any]
 NODE = "klb-node"
@@ -138,60 +142,103 @@ def programming(ns: str, rounds: int) -> list[str]:
     rows = ["| services | chains | rules | elements | render | load from scratch | ceiling: empty chains "
             "| ceiling: chains + plain rules |", "|---|---|---|---|---|---|---|---|"]
     table = NftablesTable("kubeling", ns)
-    for n in (1000, 5000):
-        services, slices = services_and_slices(n)
-        t0 = time.perf_counter()
-        rs = render(services, slices, NODE, OPTIONS)
-        t_render = time.perf_counter() - t0
-        loads, empties, plains = [], [], []
-        for _ in range(rounds):
-            asyncio.run(table.cleanup())
-            loads.append(asyncio.run(table.sync(rs, full=True)).seconds)
-            e, p = ceilings(ns, rs.chain_count, rs.rule_count)
-            empties.append(e)
-            plains.append(p)
-        rows.append(f"| {n} | {rs.chain_count} | {rs.rule_count} | {rs.element_count} | {fmt(t_render)} "
-                    f"| **{fmt(statistics.median(loads))}** | {fmt(statistics.median(empties))} "
-                    f"| {fmt(statistics.median(plains))} |")
-    rows.append("")
-    rows += one_change(ns, table, rounds)
-    asyncio.run(table.cleanup())
+    try:
+        for n in (1000, 5000):
+            services, slices = services_and_slices(n)
+            t0 = time.perf_counter()
+            desired = render(services, slices, NODE, OPTIONS)
+            t_render = time.perf_counter() - t0
+            loads, empties, plains = [], [], []
+            for _ in range(rounds):
+                asyncio.run(table.cleanup())
+                loads.append(asyncio.run(table.sync(desired, full=True)).seconds)
+                e, p = ceilings(ns, desired.chain_count, desired.rule_count)
+                empties.append(e)
+                plains.append(p)
+            rows.append(f"| {n} | {desired.chain_count} | {desired.rule_count} | {desired.element_count} "
+                        f"| {fmt(t_render)} | **{fmt(statistics.median(loads))}** | {fmt(statistics.median(empties))} "
+                        f"| {fmt(statistics.median(plains))} |")
+        rows.append("")
+        rows += asyncio.run(one_change(ns, table, rounds))
+        asyncio.run(table.cleanup())
+    finally:
+        asyncio.run(table.close())
     return rows
 
 
-def one_change(ns: str, table: NftablesTable, rounds: int) -> list[str]:
+def cpu(who: int = resource.RUSAGE_SELF) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+async def one_change(ns: str, table: NftablesTable, rounds: int) -> list[str]:
     """Scale one service 3 -> 2 -> 3 endpoints among 5,000, as the Proxier
-    does it: render with the cache, diff, one transaction."""
+    does it: re-render that Service, one transaction of the difference.
+    Every other pair of changes goes through `nft -f -` instead, for
+    comparison on the same table."""
     services, slices = services_and_slices(5000)
-    cache = RenderCache()
-    asyncio.run(table.sync(render(services, slices, NODE, OPTIONS, cache=cache), full=True))
+    desired = render(services, slices, NODE, OPTIONS)
+    await table.sync(desired, full=True)
     renders: list[float] = []
     applies: list[float] = []
     totals: list[float] = []
+    cli: list[float] = []
+    render_cpu: list[float] = []
+    apply_cpu: list[float] = []
+    cli_cpu: list[float] = []
     sizes: list[int] = []
     i = 0
-    for k in range(rounds * 10):
+    for k in range(rounds * 20):
         i = random.randrange(5000) if k % 2 == 0 else i
         slices[i] = slice_for(f"svc-{i}", i, 2 if k % 2 == 0 else 3)
-        t0 = time.perf_counter()
-        rs = render(services, slices, NODE, OPTIONS, cache=cache)
-        script = update_transaction(table.applied, rs)  # type: ignore[arg-type]
-        t1 = time.perf_counter()
-        result = asyncio.run(table.sync(rs))
-        renders.append(t1 - t0)
-        applies.append(result.seconds)
-        totals.append(time.perf_counter() - t0)
-        sizes.append(script.count("\n"))
-    # The floor of any transaction here: one nft process and one commit on this table.
-    floors = sorted(nft(ns, "add table ip kubeling\n") for _ in range(rounds * 10))
-    p90 = sorted(totals)[int(0.9 * len(totals))]
-    return ["| one service changed among 5,000 | median | p90 |", "|---|---|---|",
-            f"| render (cached) + diff | {fmt(statistics.median(renders))} | {fmt(sorted(renders)[int(0.9 * len(renders))])} |",
-            f"| `nft -f` of the transaction ({int(statistics.median(sizes))} commands) "
-            f"| {fmt(statistics.median(applies))} | {fmt(sorted(applies)[int(0.9 * len(applies))])} |",
-            f"| **total** | **{fmt(statistics.median(totals))}** | {fmt(p90)} |",
-            f"| ceiling: `nft -f` of an empty transaction on the same table | {fmt(statistics.median(floors))} "
-            f"| {fmt(floors[int(0.9 * len(floors))])} |"]
+        c0, t0 = cpu(), time.perf_counter()
+        desired.update(f"bench/svc-{i}", services[i], [slices[i]])
+        c1, t1 = cpu(), time.perf_counter()
+        if k // 2 % 2 == 0:
+            result = await table.sync(desired)
+            t2, c2 = time.perf_counter(), cpu()
+            renders.append(t1 - t0)
+            applies.append(t2 - t1)
+            totals.append(t2 - t0)
+            render_cpu.append(c1 - c0)
+            apply_cpu.append(c2 - c1)
+            sizes.append(result.commands)
+        else:
+            script = desired.transaction()
+            cc = cpu(resource.RUSAGE_CHILDREN)
+            cli.append(await asyncio.to_thread(nft, ns, script))
+            cli_cpu.append(cpu(resource.RUSAGE_CHILDREN) - cc)
+            desired.commit()
+    # The floors of any transaction here: libnftables re-reading the table
+    # after a commit, with the smallest commit (one element of a plain set,
+    # which the kernel need not validate), and one nft process.
+    element = "10.244.255.254 . 10.244.255.254"
+    reads: list[float] = []
+    read_cpu: list[float] = []
+    for k in range(rounds * 10):
+        c0, t0 = cpu(), time.perf_counter()
+        await table.run(f"{'add' if k % 2 == 0 else 'delete'} element ip kubeling endpoint-self {{ {element} }}\n")
+        reads.append(time.perf_counter() - t0)
+        read_cpu.append(cpu() - c0)
+    floors, floor_cpu = [], []
+    for _ in range(rounds * 10):
+        cc = cpu(resource.RUSAGE_CHILDREN)
+        floors.append(nft(ns, "add table ip kubeling\n"))
+        floor_cpu.append(cpu(resource.RUSAGE_CHILDREN) - cc)
+
+    def row(label: str, values: list[float], cpus: list[float]) -> str:
+        return (f"| {label} | {fmt(statistics.median(values))} | {fmt(sorted(values)[int(0.9 * len(values))])} "
+                f"| {fmt(statistics.median(cpus))} |")
+
+    total_cpu = [a + b for a, b in zip(render_cpu, apply_cpu)]
+    return ["| one service changed among 5,000 | median | p90 | CPU (user+sys), median |", "|---|---|---|---|",
+            row("render (that Service)", renders, render_cpu),
+            row(f"libnftables transaction ({int(statistics.median(sizes))} commands)", applies, apply_cpu),
+            f"| **total** | **{fmt(statistics.median(totals))}** | {fmt(sorted(totals)[int(0.9 * len(totals))])} "
+            f"| {fmt(statistics.median(total_cpu))} |",
+            row("the same transactions through `nft -f -` (a process each)", cli, cli_cpu),
+            row("ceiling: a libnftables transaction adding or deleting one set element", reads, read_cpu),
+            row("ceiling: `nft -f` of an empty transaction (one process)", floors, floor_cpu)]
 
 
 # --------------------------------------------------------------------------- traffic
@@ -219,7 +266,9 @@ def traffic(prefix: str, seconds: float, rounds: int) -> list[str]:
         sl = {"metadata": {"name": "web-x", "namespace": "bench", "labels": {"kubernetes.io/service-name": "web"}},
               "addressType": "IPv4", "ports": [{"name": "http", "port": 8081, "protocol": "TCP"}],
               "endpoints": [{"addresses": [bip], "conditions": {"ready": True}, "nodeName": NODE}]}
-        asyncio.run(NftablesTable("kubeling", node).sync(render([svc], [sl], NODE, OPTIONS), full=True))
+        table = NftablesTable("kubeling", node)
+        asyncio.run(table.sync(render([svc], [sl], NODE, OPTIONS), full=True))
+        asyncio.run(table.close())
         deadline = time.monotonic() + 5
         while subprocess.run(netns_command(client, "curl", "-s", "-m", "1", f"http://{cluster_ip}:8081/"),
                              capture_output=True).returncode != 0:
@@ -242,8 +291,8 @@ def traffic(prefix: str, seconds: float, rounds: int) -> list[str]:
         base = statistics.median(results[("pod IP", 32)])
         for label in ("pod IP", "ClusterIP"):
             r32, r1 = statistics.median(results[(label, 32)]), statistics.median(results[(label, 1)])
-            p50 = f"{statistics.median(latency[label]):.0f} µs" if latency.get(label) else "-"
-            rows.append(f"| {label} | {r32:,.0f} | {r32 / base:.2f} | {r1:,.0f} | {p50} |")
+            p50_text = f"{statistics.median(latency[label]):.0f} µs" if latency.get(label) else "-"
+            rows.append(f"| {label} | {r32:,.0f} | {r32 / base:.2f} | {r1:,.0f} | {p50_text} |")
         return rows
     finally:
         for p in procs:

@@ -3,8 +3,9 @@
 It watches Services, EndpointSlices and its own Node, and keeps one nftables
 table in the node's network namespace equal to what they describe. Changes
 are batched: a sync runs at most once per `min_sync_interval` (kube-proxy's
-minSyncPeriod), renders the whole desired state (unchanged Services reuse
-their cached rules) and sends only the difference in one transaction.
+minSyncPeriod), re-renders only the Services whose object or EndpointSlices
+changed since the last one (the event handlers note their keys) and sends
+only the difference in one transaction.
 
 The node's network namespace also needs (measured on this kind of machine,
 shared/reference/node-dataplane.md):
@@ -39,8 +40,9 @@ from typing import Any
 from ..api.registry import Kind, lookup
 from ..client.informer import Informer, InformerFactory
 from ..client.rest import Client
+from .desired import DesiredTable, service_key, slice_service_key
 from .nftables import CommandError, NftablesTable, SyncResult, netns_command, run
-from .ruleset import RenderCache, RenderOptions, Ruleset, render
+from .ruleset import RenderOptions
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ Obj = dict[str, Any]
 
 #: the routing protocol number marking the proxy's own service-CIDR route
 ROUTE_PROTOCOL = "75"
+#: the index of EndpointSlices by the "namespace/name" of their Service
+SLICE_SERVICE_INDEX = "kubeling-proxy-service"
 
 
 def _kind(group: str, version: str, plural: str) -> Kind:
@@ -100,7 +104,7 @@ class ProxyMetrics:
     endpoints: int = 0
     recent: list[float] = field(default_factory=list)
 
-    def observe(self, result: SyncResult, rs: Ruleset) -> None:
+    def observe(self, result: SyncResult, table: DesiredTable) -> None:
         self.syncs[result.kind] += 1
         self.last_sync_seconds = result.seconds
         self.last_sync_timestamp = time.time()
@@ -111,8 +115,8 @@ class ProxyMetrics:
         self.duration_sum += result.seconds
         if result.kind != "noop":
             self.recent = (self.recent + [result.seconds])[-100:]
-        self.chains, self.rules, self.elements = rs.chain_count, rs.rule_count, rs.element_count
-        self.service_ports, self.endpoints = rs.service_ports, rs.endpoints
+        self.chains, self.rules, self.elements = table.chain_count, table.rule_count, table.element_count
+        self.service_ports, self.endpoints = table.service_ports, table.endpoints
 
     def percentile(self, q: float) -> float:
         if not self.recent:
@@ -206,25 +210,37 @@ class Proxier:
         self.netns = netns
         self.options = options or ProxierOptions()
         self.table = NftablesTable(self.options.render.table, netns)
+        self.desired = DesiredTable(self.options.render, node_name)
         self.metrics = ProxyMetrics()
         self.services: Informer = factory.informer(SERVICES)
         self.slices: Informer = factory.informer(SLICES)
         self.nodes: Informer = factory.informer(NODES)
-        self._cache = RenderCache()
         self._wake = asyncio.Event()
+        #: Services to re-render at the next sync
+        self._dirty: set[str] = set()
         self._full = True
         self._last_sync = 0.0
         self._synced_once = asyncio.Event()
-        for inf in (self.services, self.slices):
-            inf.add_handlers(self._changed, self._updated, self._changed)
+        self.slices.add_index(SLICE_SERVICE_INDEX, lambda s: [k] if (k := slice_service_key(s)) else [])
+        self.services.add_handlers(self._service_changed, lambda old, new: self._service_changed(new),
+                                   self._service_changed)
+        self.slices.add_handlers(self._slice_changed, self._slice_updated, self._slice_changed)
         self.nodes.add_handlers(self._node_changed, self._node_updated, self._node_changed)
 
-    # Handlers only flag the change: the sync computes everything from the caches.
-    def _changed(self, obj: Obj) -> None:
+    # Handlers only note what changed: the sync renders it from the caches.
+    def _service_changed(self, svc: Obj) -> None:
+        self._dirty.add(service_key(svc))
         self._wake.set()
 
-    def _updated(self, old: Obj, new: Obj) -> None:
-        self._wake.set()
+    def _slice_changed(self, s: Obj) -> None:
+        key = slice_service_key(s)
+        if key:
+            self._dirty.add(key)
+            self._wake.set()
+
+    def _slice_updated(self, old: Obj, new: Obj) -> None:
+        self._slice_changed(old)
+        self._slice_changed(new)
 
     def _node_changed(self, node: Obj) -> None:
         if node["metadata"]["name"] == self.node_name:
@@ -238,31 +254,35 @@ class Proxier:
         self._full = True
         self._wake.set()
 
-    @property
-    def applied(self) -> Ruleset | None:
-        return self.table.applied
-
     async def wait_first_sync(self) -> None:
         await self._synced_once.wait()
 
     async def sync(self) -> SyncResult:
-        """Render the desired state from the caches and apply the difference."""
-        services, slices = self.services.list(), self.slices.list()
+        """Re-render the Services that changed and apply the difference."""
+        dirty, self._dirty = self._dirty, set()
+        # Read on the loop (the informers change under it); rendered on a thread.
+        work = [(key, self.services.get(key), self.slices.by_index(SLICE_SERVICE_INDEX, key)) for key in dirty]
         node_ips = node_addresses(self.nodes.get(self.node_name))
-        rs = await asyncio.to_thread(render, services, slices, self.node_name, self.options.render, node_ips,
-                                     self._cache)
+
+        def render() -> None:
+            for key, svc, slices in work:
+                self.desired.update(key, svc, slices)
+            self.desired.set_node_ips(node_ips)
+
+        await asyncio.to_thread(render)
         full, self._full = self._full, False
         try:
-            result = await self.table.sync(rs, full=full)
+            result = await self.table.sync(self.desired, full=full)
         except CommandError as e:
             self.metrics.failures += 1
             self.metrics.last_error = str(e)
             self._full = True
             raise
-        self.metrics.observe(result, rs)
+        self.metrics.observe(result, self.desired)
         if result.kind != "noop":
+            d = self.desired
             log.info("%s sync: %d commands in %.1f ms (%d chains, %d rules, %d elements)", result.kind,
-                     result.commands, result.seconds * 1000, rs.chain_count, rs.rule_count, rs.element_count)
+                     result.commands, result.seconds * 1000, d.chain_count, d.rule_count, d.element_count)
         return result
 
     async def run(self) -> None:
@@ -290,11 +310,12 @@ class Proxier:
         finally:
             checker.cancel()
             await asyncio.gather(checker, return_exceptions=True)
+            await self.table.close()
 
     async def _check_table(self) -> None:
         while True:
             await asyncio.sleep(self.options.sync_period)
-            if self.table.applied is not None and not await self.table.exists():
+            if not self.table.stale and not await self.table.exists():
                 log.warning("table ip %s disappeared: rewriting it", self.table.table)
                 self.request_full_sync()
 
@@ -305,6 +326,10 @@ class Proxier:
 async def cleanup(netns: str | None, options: ProxierOptions | None = None) -> None:
     """Remove everything the proxy installed: its table and its route."""
     options = options or ProxierOptions()
-    await NftablesTable(options.render.table, netns).cleanup()
+    table = NftablesTable(options.render.table, netns)
+    try:
+        await table.cleanup()
+    finally:
+        await table.close()
     await unconfigure_node(netns, options.render.service_cidr)
 

@@ -19,8 +19,9 @@ externalTrafficPolicy Cluster) is masqueraded, and so is a pod reaching itself
 through a service (`endpoint-self`), which would otherwise answer itself from
 its own address.
 
-Rendering is pure: the result is a `Ruleset` value, and `full_transaction` /
-`update_transaction` turn one or two of them into `nft -f` scripts.
+Rendering is pure: `render_service` gives what one Service contributes to
+the table (a `Fragment`) and `base_commands` the fixed skeleton; desired.py
+keeps the fragments per Service and writes the transactions.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import functools
 import hashlib
 import ipaddress
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 Obj = dict[str, Any]
@@ -46,6 +47,8 @@ NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
 ENDPOINT_SELF = "endpoint-self"
 NODEPORT_IPS = "nodeport-ips"
 REJECT_CHAIN = "reject-chain"
+#: the verdict maps Services put elements in
+MAPS = (SERVICE_IPS, SERVICE_NODEPORTS, NO_ENDPOINT_SERVICES, NO_ENDPOINT_NODEPORTS)
 
 #: the `nodeport_addresses` entry meaning "the node's own InternalIPs"
 PRIMARY = "primary"
@@ -76,39 +79,6 @@ class RenderOptions:
     @property
     def mark(self) -> str:
         return hex(1 << self.masquerade_bit)
-
-
-@dataclass(frozen=True)
-class Ruleset:
-    """The desired contents of the table.
-
-    `base` holds the commands that build the fixed skeleton (maps, sets and
-    hook chains); it only changes with the options. The rest is keyed so that
-    two rulesets can be compared piece by piece."""
-
-    table: str
-    base: tuple[str, ...]
-    #: per-service chains: name -> rules
-    chains: Mapping[str, tuple[str, ...]]
-    #: per-service sets (session affinity): name -> "{ type ...; flags ...; }"
-    sets: Mapping[str, str]
-    #: elements of the base maps and sets: map name -> key -> verdict (None in sets)
-    elements: Mapping[str, Mapping[str, str | None]]
-    #: service ports that produced rules, for metrics
-    service_ports: int = 0
-    endpoints: int = 0
-
-    @property
-    def rule_count(self) -> int:
-        return sum(1 for c in self.base if c.startswith("add rule ")) + sum(len(r) for r in self.chains.values())
-
-    @property
-    def chain_count(self) -> int:
-        return sum(1 for c in self.base if c.startswith("add chain ")) + len(self.chains)
-
-    @property
-    def element_count(self) -> int:
-        return sum(len(e) for e in self.elements.values())
 
 
 # --------------------------------------------------------------------------- names
@@ -197,7 +167,7 @@ def usable(endpoints: list[Endpoint]) -> list[Endpoint]:
 
 
 @dataclass(frozen=True)
-class _Fragment:
+class Fragment:
     """What one Service contributes to the table."""
 
     chains: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -208,7 +178,7 @@ class _Fragment:
     endpoints: int = 0
 
 
-_EMPTY = _Fragment()
+EMPTY = Fragment()
 AFFINITY_SET_SPEC = "{ type ipv4_addr; flags dynamic,timeout; }"
 
 
@@ -249,14 +219,14 @@ def _pick_rules(pid: str, protocol: str, eps: list[Endpoint], affinity: int | No
     return rules
 
 
-def render_service(svc: Obj, slices: list[Obj], node_name: str, options: RenderOptions) -> _Fragment:
+def render_service(svc: Obj, slices: list[Obj], node_name: str, options: RenderOptions) -> Fragment:
     meta = svc["metadata"]
     spec = svc.get("spec") or {}
     if spec.get("type") == "ExternalName" or SERVICE_PROXY_NAME_LABEL in (meta.get("labels") or {}):
-        return _EMPTY
+        return EMPTY
     cluster_ips = [] if spec.get("clusterIP") == "None" else _ipv4s(spec.get("clusterIPs") or [spec.get("clusterIP")])
     if not cluster_ips:
-        return _EMPTY  # headless, or not allocated yet
+        return EMPTY  # headless, or not allocated yet
     external_ips = _external_ips(svc)
     node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
     etp_local = spec.get("externalTrafficPolicy") == "Local"
@@ -338,7 +308,7 @@ def render_service(svc: Obj, slices: list[Obj], node_name: str, options: RenderO
         elements += [(ip_map, f"{ip} . {protocol} . {sp['port']}", target) for ip in external_ips]
         if nodeport:
             elements.append((port_map, f"{protocol} . {nodeport}", target))
-    return _Fragment(tuple(chains), tuple(sets), tuple(elements),
+    return Fragment(tuple(chains), tuple(sets), tuple(elements),
                      tuple(f"{ip} . {ip}" for ip in sorted(endpoint_ips, key=socket.inet_aton)), ports, endpoint_count)
 
 
@@ -422,7 +392,9 @@ def base_commands(options: RenderOptions) -> tuple[str, ...]:
     return tuple(cmds)
 
 
-def _nodeport_ips(options: RenderOptions, node_ips: Iterable[str]) -> dict[str, str | None]:
+def nodeport_ips(options: RenderOptions, node_ips: Iterable[str]) -> dict[str, str | None]:
+    """The elements of the nodeport-ips set: the configured addresses and
+    CIDRs, with PRIMARY standing for the node's IPv4 addresses."""
     out: dict[str, str | None] = {}
     for entry in options.nodeport_addresses:
         for value in (_ipv4s(node_ips) if entry == PRIMARY else [entry]):
@@ -432,161 +404,12 @@ def _nodeport_ips(options: RenderOptions, node_ips: Iterable[str]) -> dict[str, 
     return out
 
 
-Source = tuple[Obj, tuple[Obj, ...]]
-_MAPS = (SERVICE_IPS, SERVICE_NODEPORTS, NO_ENDPOINT_SERVICES, NO_ENDPOINT_NODEPORTS)
-#: a key in one of these maps must not be in its partner
-_PARTNER = {SERVICE_IPS: NO_ENDPOINT_SERVICES, NO_ENDPOINT_SERVICES: SERVICE_IPS,
-            SERVICE_NODEPORTS: NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_NODEPORTS: SERVICE_NODEPORTS}
-
-
-@dataclass
-class RenderCache:
-    """The last render, so that the next one redoes only the Services whose
-    object or slices changed (by identity: informer caches replace objects
-    on every change and never mutate them)."""
-
-    key: tuple[str, RenderOptions] | None = None
-    fragments: dict[str, tuple[Source, _Fragment]] = field(default_factory=dict)
-    ruleset: Ruleset | None = None
-    #: endpoint-self element -> how many fragments hold it
-    endpoint_refs: dict[str, int] = field(default_factory=dict)
-    #: some map key is wanted by more than one Service
-    contested: bool = False
-
-
-def _sources(services: Iterable[Obj], slices: Iterable[Obj]) -> dict[str, Source]:
-    by_service: dict[str, list[Obj]] = {}
-    for s in slices:
-        meta = s["metadata"]
-        name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if name:
-            by_service.setdefault(f"{meta.get('namespace', 'default')}/{name}", []).append(s)
-    out = {}
-    for svc in services:
-        key = f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
-        out[key] = (svc, tuple(by_service.get(key, ())))
-    return out
-
-
-def _same(a: Source, b: Source) -> bool:
-    return a[0] is b[0] and len(a[1]) == len(b[1]) and all(x is y for x, y in zip(a[1], b[1]))
-
-
-def render(services: Iterable[Obj], slices: Iterable[Obj], node_name: str, options: RenderOptions,
-           node_ips: Iterable[str] = (), cache: RenderCache | None = None) -> Ruleset:
-    sources = _sources(services, slices)
-    cache = cache if cache is not None else RenderCache()
-    if cache.key != (node_name, options):
-        cache.key, cache.ruleset = (node_name, options), None
-        cache.fragments.clear()
-    nodeport_ips = _nodeport_ips(options, node_ips) if options.nodeport_addresses else None
-    rs = cache.ruleset and _patch(cache, sources, node_name, options, nodeport_ips)
-    if not rs:
-        rs = _assemble(cache, sources, node_name, options, nodeport_ips)
-    cache.ruleset = rs
-    return rs
-
-
-def _assemble(cache: RenderCache, sources: dict[str, Source], node_name: str, options: RenderOptions,
-              nodeport_ips: dict[str, str | None] | None) -> Ruleset:
-    """Everything, reusing the fragments of unchanged Services."""
-    chains: dict[str, tuple[str, ...]] = {}
-    sets: dict[str, str] = {}
-    elements: dict[str, dict[str, str | None]] = {m: {} for m in _MAPS}
-    refs: dict[str, int] = {}
-    fresh: dict[str, tuple[Source, _Fragment]] = {}
-    contested = False
-    ports = endpoint_count = 0
-    for key in sorted(sources):
-        hit = cache.fragments.get(key)
-        frag = hit[1] if hit and _same(hit[0], sources[key]) else render_service(
-            sources[key][0], list(sources[key][1]), node_name, options)
-        fresh[key] = (sources[key], frag)
-        chains.update(frag.chains)
-        sets.update(dict.fromkeys(frag.sets, AFFINITY_SET_SPEC))
-        for m, k, v in frag.elements:
-            # Two Services may claim one external IP and port: the first (by
-            # namespace/name) keeps it, as a kernel map holds one verdict per key.
-            if k in elements[m] or k in elements[_PARTNER[m]]:
-                contested = True
-            else:
-                elements[m][k] = v
-        for k in frag.endpoint_self:
-            refs[k] = refs.get(k, 0) + 1
-        ports += frag.service_ports
-        endpoint_count += frag.endpoints
-    cache.fragments, cache.endpoint_refs, cache.contested = fresh, refs, contested
-    elements[ENDPOINT_SELF] = dict.fromkeys(refs)
-    if nodeport_ips is not None:
-        elements[NODEPORT_IPS] = nodeport_ips
-    return Ruleset(options.table, base_commands(options), chains, sets, elements, ports, endpoint_count)
-
-
-def _patch(cache: RenderCache, sources: dict[str, Source], node_name: str, options: RenderOptions,
-           nodeport_ips: dict[str, str | None] | None) -> Ruleset | None:
-    """The previous ruleset with only the changed Services redone; None when
-    a changed Service shares a map key with another (the first-wins order
-    then needs the full assembly)."""
-    prev = cache.ruleset
-    if prev is None or cache.contested:
-        return None
-    changed = [k for k in sources if k not in cache.fragments or not _same(cache.fragments[k][0], sources[k])]
-    changed += [k for k in cache.fragments if k not in sources]
-    if not changed and (nodeport_ips is None or nodeport_ips == prev.elements.get(NODEPORT_IPS)):
-        return prev
-    chains, sets = dict(prev.chains), dict(prev.sets)
-    elements = {m: dict(prev.elements[m]) for m in _MAPS}
-    endpoint_self = dict(prev.elements[ENDPOINT_SELF])
-    refs = dict(cache.endpoint_refs)
-    fragments = dict(cache.fragments)
-    ports, endpoint_count = prev.service_ports, prev.endpoints
-    for key in changed:
-        old = fragments.pop(key, None)
-        if old is None:
-            continue
-        frag = old[1]
-        for name, _ in frag.chains:
-            del chains[name]
-        for name in frag.sets:
-            del sets[name]
-        for m, k, v in frag.elements:
-            if elements[m].get(k) != v:
-                return None  # another Service held this key
-            del elements[m][k]
-        for k in frag.endpoint_self:
-            refs[k] -= 1
-            if not refs[k]:
-                del refs[k], endpoint_self[k]
-        ports -= frag.service_ports
-        endpoint_count -= frag.endpoints
-    for key in changed:
-        if key not in sources:
-            continue
-        frag = render_service(sources[key][0], list(sources[key][1]), node_name, options)
-        fragments[key] = (sources[key], frag)
-        chains.update(frag.chains)
-        sets.update(dict.fromkeys(frag.sets, AFFINITY_SET_SPEC))
-        for m, k, v in frag.elements:
-            if k in elements[m] or k in elements[_PARTNER[m]]:
-                return None
-            elements[m][k] = v
-        for k in frag.endpoint_self:
-            refs[k] = refs.get(k, 0) + 1
-            endpoint_self[k] = None
-        ports += frag.service_ports
-        endpoint_count += frag.endpoints
-    cache.fragments, cache.endpoint_refs = fragments, refs
-    out: dict[str, Mapping[str, str | None]] = {**elements, ENDPOINT_SELF: endpoint_self}
-    if nodeport_ips is not None:
-        out[NODEPORT_IPS] = nodeport_ips
-    return Ruleset(options.table, prev.base, chains, sets, out, ports, endpoint_count)
-
-
 # --------------------------------------------------------------------------- transactions
 
 
-def _element_commands(verb: str, table: str, name: str, items: Mapping[str, str | None] | Iterable[str],
-                      with_values: bool) -> list[str]:
+def element_commands(verb: str, table: str, name: str, items: Mapping[str, str | None] | Iterable[str],
+                     with_values: bool) -> list[str]:
+    """`verb element` commands for `items`, at most _ELEMENT_BATCH elements each."""
     keys = list(items)
     out = []
     for i in range(0, len(keys), _ELEMENT_BATCH):
@@ -597,58 +420,6 @@ def _element_commands(verb: str, table: str, name: str, items: Mapping[str, str 
             body = ", ".join(chunk)
         out.append(f"{verb} element ip {table} {name} {{ {body} }}")
     return out
-
-
-def full_transaction(rs: Ruleset) -> str:
-    """Replace the whole table in one transaction (`add` first so that the
-    `delete` succeeds when the table is missing)."""
-    t = f"ip {rs.table}"
-    out = [f"add table {t}", f"delete table {t}", f"add table {t} {{ comment \"kubeling service proxy\"; }}"]
-    out += rs.base
-    out += [f"add set {t} {name} {spec}" for name, spec in rs.sets.items()]
-    out += [f"add chain {t} {name}" for name in rs.chains]
-    for name, rules in rs.chains.items():
-        out += [f"add rule {t} {name} {r}" for r in rules]
-    for name, items in rs.elements.items():
-        if items:
-            out += _element_commands("add", rs.table, name, items, True)
-    return "\n".join(out) + "\n"
-
-
-def update_transaction(old: Ruleset, new: Ruleset) -> str:
-    """The smallest transaction turning the table from `old` into `new`: ""
-    when nothing changed; the full table when the skeleton changed."""
-    if old.base != new.base or old.table != new.table:
-        return full_transaction(new)
-    t = f"ip {new.table}"
-    deletes: list[str] = []
-    adds: list[str] = []
-    for name in dict.fromkeys([*new.elements, *old.elements]):
-        before, after = old.elements.get(name, {}), new.elements.get(name, {})
-        if before == after:
-            continue
-        gone = [k for k, v in before.items() if k not in after or after[k] != v]
-        come = {k: v for k, v in after.items() if k not in before or before[k] != v}
-        if gone:
-            deletes += _element_commands("delete", new.table, name, gone, False)
-        if come:
-            adds += _element_commands("add", new.table, name, come, True)
-    created = [n for n in new.chains if n not in old.chains]
-    changed = [n for n, rules in new.chains.items() if n in old.chains and old.chains[n] != rules]
-    removed = [n for n in old.chains if n not in new.chains]
-    out = deletes
-    out += [f"add set {t} {n} {s}" for n, s in new.sets.items() if n not in old.sets]
-    out += [f"add chain {t} {n}" for n in created]
-    out += [f"flush chain {t} {n}" for n in changed]
-    for n in created + changed:
-        out += [f"add rule {t} {n} {r}" for r in new.chains[n]]
-    out += adds
-    # Chains jump to each other; emptying all of them first frees every
-    # reference before any is deleted.
-    out += [f"flush chain {t} {n}" for n in removed]
-    out += [f"delete chain {t} {n}" for n in removed]
-    out += [f"delete set {t} {n}" for n in old.sets if n not in new.sets]
-    return "\n".join(out) + "\n" if out else ""
 
 
 def delete_transaction(table: str) -> str:

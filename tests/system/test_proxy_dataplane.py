@@ -21,10 +21,11 @@ import pytest
 
 from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
+from kubeling.proxy.desired import DesiredTable, service_key, slice_service_key
 from kubeling.proxy.loadbalancer import LoadBalancerController
-from kubeling.proxy.nftables import NftablesTable, SyncResult, netns_command
+from kubeling.proxy.nftables import CommandError, NftablesTable, SyncResult, netns_command
 from kubeling.proxy.proxier import NODES, SERVICES, SLICES, Proxier, ProxierOptions, configure_node, unconfigure_node
-from kubeling.proxy.ruleset import RenderOptions, render
+from kubeling.proxy.ruleset import RenderOptions
 from kubeling.testing import running_cluster
 
 pytestmark = [
@@ -59,6 +60,7 @@ class Lab:
     pods: dict[str, str] = field(default_factory=dict)  # pod name -> IP
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     table: NftablesTable | None = None
+    desired: DesiredTable | None = None
     last: tuple[list[Obj], list[Obj], RenderOptions | None] = ([], [], None)
 
     @property
@@ -73,10 +75,19 @@ class Lab:
 
     def sync(self, services: list[Obj], slices: list[Obj], *, full: bool = False,
              options: RenderOptions | None = None) -> SyncResult:
+        """Program these objects as the Proxier does: update every Service
+        that is or was there (unchanged ones cost nothing), then one
+        transaction of the difference."""
         assert self.table is not None
         self.last = (services, slices, options)
-        rs = render(services, slices, NODE, options or RenderOptions(), node_ips=[NODE_IP])
-        return asyncio.run(self.table.sync(rs, full=full))
+        options = options or RenderOptions()
+        if self.desired is None or self.desired.options != options:
+            self.desired, full = DesiredTable(options, NODE), True
+        by_key = {service_key(s): s for s in services}
+        for key in [*self.desired.services, *by_key]:
+            self.desired.update(key, by_key.get(key), [s for s in slices if slice_service_key(s) == key])
+        self.desired.set_node_ips([NODE_IP])
+        return asyncio.run(self.table.sync(self.desired, full=full))
 
     def curl(self, where: str, url: str, n: int = 6) -> tuple[list[str], bool]:
         """Hostnames answering `n` requests, each on a new connection, and
@@ -166,6 +177,8 @@ def _setup(lab: Lab) -> None:
 
 
 def _teardown(lab: Lab) -> None:
+    if lab.table is not None:
+        asyncio.run(lab.table.close())
     for proc in lab.procs:
         proc.kill()
         proc.wait()
@@ -211,6 +224,15 @@ def endpoints(lab: Lab, pods: list[str], name: str = "web") -> Obj:
 
 
 WEB = ["web-0", "web-1", "web-2"]
+
+
+def kubernetes_on_host() -> Obj:
+    """The `kubernetes` Service's endpoint on a host address (in the lab's NIC
+    subnet, where nothing answers)."""
+    return {"metadata": {"name": "kubernetes-host", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4", "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["192.0.2.2"], "conditions": {"ready": True}}]}
 
 
 # --------------------------------------------------------------------------- tests
@@ -351,6 +373,9 @@ def test_proxier_and_load_balancer_against_the_api_server(lab: Lab, tmp_path: Pa
             await client.create(NODES, {"metadata": {"name": NODE}})
             await client.patch(NODES, NODE, {"status": {"addresses": [{"type": "InternalIP", "address": NODE_IP}]}},
                                subresource="status")
+            # The `kubernetes` Service on a host address, as a wildcard-listening
+            # API server publishes it (loopback listeners publish none).
+            await client.create(SLICES, kubernetes_on_host())
             svc = await client.create(SERVICES, {
                 "metadata": {"name": "web", "namespace": "default"},
                 "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
@@ -368,7 +393,7 @@ def test_proxier_and_load_balancer_against_the_api_server(lab: Lab, tmp_path: Pa
             slice_obj["endpoints"] = slice_obj["endpoints"][:2]
             await client.update(SLICES, {**slice_obj, "metadata": (await client.get(SLICES, "web-manual",
                                                                                     "default"))["metadata"]})
-            await _until(lambda: proxier.metrics.endpoints == 2)
+            await _until(lambda: proxier.metrics.endpoints == 2 + 1)  # and the API server
             assert proxier.metrics.syncs["partial"] > before
             assert rotates(lab.curl("client", f"http://{ip}:8080/", n=4)[0], ["web-0", "web-1"])
             assert proxier.metrics.last_transaction_commands < 10
@@ -390,7 +415,7 @@ def test_proxier_and_load_balancer_against_the_api_server(lab: Lab, tmp_path: Pa
             await client.close()
             await proxier.cleanup()
             assert lab.table is not None
-            lab.table.applied = None
+            lab.table.stale = True
             await configure_node(lab.node, ProxierOptions())
 
     with running_cluster(tmp_path / "cluster") as cluster:
@@ -410,3 +435,43 @@ def test_cleanup_leaves_no_table_and_no_route(lab: Lab) -> None:
     asyncio.run(configure_node(lab.node, ProxierOptions()))
     lab.sync([service()], [endpoints(lab, WEB)])
     assert lab.calls("node", f"http://{CLUSTER_IP}:8080/") == ROTATION
+
+
+def test_failed_transaction_is_one_line_and_the_next_sync_rewrites_all(lab: Lab) -> None:
+    lab.sync([service()], [endpoints(lab, WEB)], full=True)
+    assert lab.table is not None and lab.desired is not None
+    lab.desired.update("default/web", service(), [endpoints(lab, ["web-0"])])
+    # Someone else deleted a chain this transaction flushes: nothing of it applies.
+    chain = next(iter(lab.desired.chains))
+    sh(*netns_command(lab.node, "nft", "delete", "element", "ip", "kubeling", "service-ips",
+                      f"{{ {CLUSTER_IP} . tcp . 8080 }}"))
+    sh(*netns_command(lab.node, "nft", "delete", "chain", "ip", "kubeling", chain))
+    with pytest.raises(CommandError) as failed:
+        asyncio.run(lab.table.sync(lab.desired))
+    message = str(failed.value)
+    # (nft 1.0.6 names the wrong command when a flushed chain is missing)
+    assert message.startswith("nft: Could not process rule: No such file or directory in: ")
+    assert "\n" not in message
+    assert lab.table.stale
+    assert asyncio.run(lab.table.sync(lab.desired)).kind == "full"
+    assert lab.calls("client", f"http://{CLUSTER_IP}:8080/") == ["web-0"] * 6
+
+
+def test_missing_network_namespace_is_an_error_not_the_host(lab: Lab) -> None:
+    table = NftablesTable("kubeling", f"{lab.prefix}-missing")
+    try:
+        for _ in range(2):
+            with pytest.raises(CommandError, match=f"network namespace {lab.prefix}-missing: No such file"):
+                asyncio.run(table.run("list tables\n"))
+    finally:
+        asyncio.run(table.close())
+
+
+def test_kubernetes_service_on_a_host_address_leaves_other_services_alone(lab: Lab) -> None:
+    """An endpoint outside the node, without a nodeName, in the subnet of the
+    node's NIC (the closing note of session 1 suspected it broke the others)."""
+    kubernetes = service("kubernetes", cluster_ip="10.96.0.1", ports=[{"name": "https", "port": 443, "protocol": "TCP"}])
+    lab.sync([service(), kubernetes], [endpoints(lab, WEB), kubernetes_on_host()], full=True)
+    assert lab.calls("client", f"http://{CLUSTER_IP}:8080/") == ROTATION
+    assert lab.calls("node", f"http://{CLUSTER_IP}:8080/") == ROTATION
+    assert lab.calls("web-0", f"http://{CLUSTER_IP}:8080/") == ROTATION

@@ -1,18 +1,20 @@
 """The service proxy's nftables rendering: every Service shape, and the
-transactions that turn one ruleset into the next."""
+transactions that turn one table into the next, one Service at a time."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
 
 from kubeling.proxy import ruleset as R
+from kubeling.proxy.desired import DesiredTable, render, service_key, slice_service_key
 from kubeling.proxy.loadbalancer import LoadBalancerController, parse_pool
 from kubeling.proxy.nftables import SyncResult
 from kubeling.proxy.proxier import ProxyMetrics
-from kubeling.proxy.ruleset import RenderOptions, render
+from kubeling.proxy.ruleset import RenderOptions
 
 Obj = dict[str, Any]
 NODE = "node-a"
@@ -78,7 +80,7 @@ def test_clusterip_round_robin_cascade() -> None:
     assert set(rs.chains) == {SVC}  # no external chain for a ClusterIP service
     assert not rs.elements[R.SERVICE_NODEPORTS] and not rs.elements[R.NO_ENDPOINT_SERVICES]
     assert (rs.service_ports, rs.endpoints) == (1, 3)
-    text = R.full_transaction(rs)
+    text = rs.full_transaction()
     assert "anonymous" not in text and "vmap {" not in text  # no anonymous sets anywhere
     assert text.startswith("add table ip kubeling\ndelete table ip kubeling\nadd table ip kubeling")
 
@@ -279,8 +281,7 @@ def test_session_affinity_client_ip() -> None:
                         "meta l4proto tcp dnat to 10.244.0.10:8080")
     assert rules[5] == f"update @{sets[2]} {{ ip saddr timeout 60s }} meta l4proto tcp dnat to 10.244.0.12:8080"
     # Turning it off deletes the sets after the chain no longer uses them.
-    off = render([service()], [three()], NODE, OPTS)
-    tx = R.update_transaction(rs, off).splitlines()
+    tx = changes([svc], [three()], [service()], [three()])
     assert tx.index(f"flush chain ip kubeling {SVC}") < tx.index(f"delete set ip kubeling {sets[0]}")
     assert not any("@affinity" in line for line in tx)
 
@@ -301,28 +302,64 @@ def _many(n: int) -> tuple[list[Obj], list[Obj]]:
     return services, slices
 
 
+def _by_service(slices: list[Obj]) -> dict[str, list[Obj]]:
+    out: dict[str, list[Obj]] = {}
+    for s in slices:
+        out.setdefault(slice_service_key(s) or "", []).append(s)
+    return out
+
+
+def _move(table: DesiredTable, services: list[Obj], slices: list[Obj]) -> None:
+    """Update `table` to these objects as the Proxier does: every Service
+    that is, or was, there (unchanged ones cost nothing)."""
+    keys = {service_key(s): s for s in services}
+    grouped = _by_service(slices)
+    for key in [*table.services, *keys]:
+        table.update(key, keys.get(key), grouped.get(key, ()))
+
+
+def _same_content(a: DesiredTable, b: DesiredTable) -> None:
+    assert a.chains == b.chains and a.sets == b.sets and a.elements == b.elements
+    assert (a.rule_count, a.chain_count, a.service_ports, a.endpoints) == \
+        (b.rule_count, b.chain_count, b.service_ports, b.endpoints)
+
+
+def changes(old_services: list[Obj], old_slices: list[Obj], new_services: list[Obj], new_slices: list[Obj],
+            options: RenderOptions = OPTS) -> list[str]:
+    """The transaction from one applied state to the next; the updated table
+    must equal one rendered from scratch."""
+    table = render(old_services, old_slices, NODE, options)
+    table.commit()
+    _move(table, new_services, new_slices)
+    _same_content(table, render(new_services, new_slices, NODE, options))
+    return table.transaction().splitlines()
+
+
 def test_one_change_is_a_small_transaction_touching_only_that_service() -> None:
     services, slices = _many(200)
-    old = render(services, slices, NODE, OPTS)
-    slices[7] = slice_("s7", [endpoint("10.244.0.10"), endpoint("10.244.0.11"), endpoint("10.244.0.99")])
-    new = render(services, slices, NODE, OPTS)
-    tx = R.update_transaction(old, new).splitlines()
+    table = render(services, slices, NODE, OPTS)
+    table.commit()
+    new = slice_("s7", [endpoint("10.244.0.10"), endpoint("10.244.0.11"), endpoint("10.244.0.99")])
+    table.update("default/s7", services[7], [new])
     chain = R.service_chain("default/s7/tcp/http")
-    assert tx == [
+    assert table.transaction().splitlines() == [
         f"flush chain ip kubeling {chain}",
         f"add rule ip kubeling {chain} numgen inc mod 3 0 meta l4proto tcp dnat to 10.244.0.10:8080",
         f"add rule ip kubeling {chain} numgen inc mod 2 0 meta l4proto tcp dnat to 10.244.0.11:8080",
         f"add rule ip kubeling {chain} meta l4proto tcp dnat to 10.244.0.99:8080",
         "add element ip kubeling endpoint-self { 10.244.0.99 . 10.244.0.99 }",
     ]
-    assert R.update_transaction(new, new) == ""
+    # Changed and changed back before a sync: nothing to do.
+    table.update("default/s7", services[7], [slices[7]])
+    assert table.transaction() == ""
+    table.update("default/s7", services[7], [new])
+    table.commit()
+    assert table.transaction() == ""
 
 
 def test_adding_and_removing_services() -> None:
     services, slices = _many(3)
-    old = render(services[:2], slices[:2], NODE, OPTS)
-    new = render(services[1:], slices[1:], NODE, OPTS)
-    tx = R.update_transaction(old, new).splitlines()
+    tx = changes(services[:2], slices[:2], services[1:], slices[1:])
     gone, come = R.service_chain("default/s0/tcp/http"), R.service_chain("default/s2/tcp/http")
     assert tx[0] == "delete element ip kubeling service-ips { 10.96.0.1 . tcp . 8080 }"
     assert tx[1] == f"add chain ip kubeling {come}"
@@ -332,9 +369,7 @@ def test_adding_and_removing_services() -> None:
 
 
 def test_losing_all_endpoints_moves_the_element_to_the_reject_map() -> None:
-    old = render([service()], [three()], NODE, OPTS)
-    new = render([service()], [slice_("web", [])], NODE, OPTS)
-    tx = R.update_transaction(old, new).splitlines()
+    tx = changes([service()], [three()], [service()], [slice_("web", [])])
     assert tx[0] == "delete element ip kubeling service-ips { 10.96.0.100 . tcp . 8080 }"
     assert "add element ip kubeling no-endpoint-services { 10.96.0.100 . tcp . 8080 : goto reject-chain }" in tx
     assert tx.index("delete element ip kubeling endpoint-self { 10.244.0.10 . 10.244.0.10, "
@@ -343,58 +378,140 @@ def test_losing_all_endpoints_moves_the_element_to_the_reject_map() -> None:
 
 def test_changed_verdict_is_deleted_then_added() -> None:
     svc = service(type_="NodePort", ports=[{"name": "http", "port": 8080, "protocol": "TCP", "nodePort": 30080}])
-    old = render([svc], [three()], NODE, OPTS)
     local = service(type_="NodePort", externalTrafficPolicy="Local", internalTrafficPolicy="Local",
                     ports=[{"name": "http", "port": 8080, "protocol": "TCP", "nodePort": 30080}])
-    tx = R.update_transaction(old, render([local], [three()], NODE, OPTS)).splitlines()
+    tx = changes([svc], [three()], [local], [three()])
     assert tx[0] == "delete element ip kubeling service-ips { 10.96.0.100 . tcp . 8080 }"
     assert tx.index(f"add chain ip kubeling {LOC}") < tx.index(f"flush chain ip kubeling {EXT}")
     assert f"add element ip kubeling service-ips {{ 10.96.0.100 . tcp . 8080 : goto {LOC} }}" in tx
 
 
-def test_changed_options_rewrite_the_table() -> None:
-    old = render([service()], [three()], NODE, OPTS)
-    new = render([service()], [three()], NODE, RenderOptions(localhost_nodeports=True))
-    assert R.update_transaction(old, new) == R.full_transaction(new)
+def test_shared_endpoint_self_element_stays_while_one_service_holds_it() -> None:
+    a, b = service("a", cluster_ip="10.96.0.1"), service("b", cluster_ip="10.96.0.2")
+    tx = changes([a, b], [three("a"), three("b")], [b], [three("b")])
+    assert not any("endpoint-self" in line for line in tx)
+    tx = changes([a, b], [three("a"), three("b")], [], [])
+    assert sum("delete element ip kubeling endpoint-self" in line for line in tx) == 1
 
 
 def test_large_element_lists_are_batched() -> None:
     services, slices = _many(2500)
-    text = R.full_transaction(render(services, slices, NODE, OPTS))
+    text = render(services, slices, NODE, OPTS).full_transaction()
     assert text.count("add element ip kubeling service-ips {") == 3
 
 
-def test_render_cache_redoes_only_changed_services() -> None:
-    services, slices = _many(50)
-    cache = R.RenderCache()
-    first = render(services, slices, NODE, OPTS, cache=cache)
-    frag = cache.fragments["default/s3"][1]
-    assert render(services, slices, NODE, OPTS, cache=cache) is first  # nothing changed
-    slices[3] = three("s3", base=40)
-    services[5] = service("s5", cluster_ip="10.96.0.250")
-    second = render(services, slices, NODE, OPTS, cache=cache)
-    assert cache.fragments["default/s3"][1] is not frag
-    # The patched result equals a render from scratch, and the old one is intact.
-    assert second == render(services, slices, NODE, OPTS)
-    assert first == render(_many(50)[0], _many(50)[1], NODE, OPTS)
-    del services[7]
-    third = render(services, slices, NODE, OPTS, cache=cache)
-    assert third == render(services, slices, NODE, OPTS)
-    assert R.service_chain("default/s7/tcp/http") not in third.chains
-    # Other options start over.
-    render(services, slices, NODE, RenderOptions(service_cidr=None), cache=cache)
-    assert cache.fragments["default/s4"][1].chains[0][1][0].startswith("ip saddr !=")
-
-
-def test_render_cache_falls_back_when_services_share_a_key() -> None:
+def test_claimed_key_passes_to_the_next_service_and_back() -> None:
     a = service("a", cluster_ip="10.96.0.1", externalIPs=["198.51.100.7"])
     b = service("b", cluster_ip="10.96.0.2", externalIPs=["198.51.100.7"])
-    cache = R.RenderCache()
-    render([a, b], [three("a"), three("b", base=20)], NODE, OPTS, cache=cache)
-    a2 = service("a", cluster_ip="10.96.0.1")
-    got = render([a2, b], [three("a"), three("b", base=20)], NODE, OPTS, cache=cache)
-    assert got == render([a2, b], [three("a"), three("b", base=20)], NODE, OPTS)
-    assert got.elements[R.SERVICE_IPS]["198.51.100.7 . tcp . 8080"] == f"goto {R.external_chain('default/b/tcp/http')}"
+    key, a_ext, b_ext = "198.51.100.7 . tcp . 8080", R.external_chain("default/a/tcp/http"), \
+        R.external_chain("default/b/tcp/http")
+    table = render([b, a], [three("a"), three("b", base=20)], NODE, OPTS)
+    table.commit()
+    table.update("default/a", service("a", cluster_ip="10.96.0.1"), [three("a")])
+    tx = table.transaction().splitlines()
+    assert tx.index(f"delete element ip kubeling service-ips {{ {key} }}") < \
+        tx.index(f"add element ip kubeling service-ips {{ {key} : goto {b_ext} }}")
+    table.commit()
+    # b losing its endpoints now moves the key to the reject map; a taking
+    # it back in the same batch leaves one element, a's.
+    table.update("default/b", b, [])
+    table.update("default/a", a, [three("a")])
+    tx = table.transaction().splitlines()
+    assert f"add element ip kubeling service-ips {{ {key} : goto {a_ext} }}" in tx
+    assert not any("no-endpoint-services" in line and "198.51" in line for line in tx)
+    assert table.elements[R.SERVICE_IPS][key] == f"goto {a_ext}"
+    _same_content(table, render([a, b], [three("a")], NODE, OPTS))
+
+
+def test_node_ips_change_only_the_nodeport_addresses() -> None:
+    opts = RenderOptions(nodeport_addresses=(R.PRIMARY,))
+    table = render([service()], [three()], NODE, opts, node_ips=["192.0.2.10"])
+    table.commit()
+    table.set_node_ips(["192.0.2.11"])
+    assert table.transaction().splitlines() == ["delete element ip kubeling nodeport-ips { 192.0.2.10 }",
+                                                "add element ip kubeling nodeport-ips { 192.0.2.11 }"]
+    table.set_node_ips([])
+    table.set_node_ips(["192.0.2.10"])
+    assert table.transaction() == ""
+
+
+class _Kernel:
+    """The parts of nft's semantics the transactions rely on: errors for a
+    missing object, a clashing element and a chain deleted while referenced."""
+
+    def __init__(self, table: DesiredTable) -> None:
+        self.chains = {n: list(r) for n, r in table.chains.items()}
+        self.base_chains = {c.split()[4] for c in table.base if c.startswith("add chain ")}
+        self.sets = set(table.sets)
+        self.elements = {m: dict(e) for m, e in table.elements.items()}
+
+    def apply(self, script: str) -> None:
+        for line in script.splitlines():
+            words = line.split(" ", 5)
+            verb, kind, name = words[0], words[1], words[4]
+            if kind == "chain":
+                if verb == "add":
+                    self.chains.setdefault(name, [])
+                elif verb == "flush":
+                    self.chains[name].clear()
+                else:
+                    assert not self.chains.pop(name), line
+                    assert not any(f"goto {name}" == v for e in self.elements.values() for v in e.values()), line
+                    assert not any(f"goto {name}" in r for rules in self.chains.values() for r in rules), line
+            elif kind == "rule":
+                self.chains[name].append(words[5])
+            elif kind == "set":
+                (self.sets.add if verb == "add" else self.sets.remove)(name)
+            else:
+                body = words[5].strip("{} ").split(", ")
+                items = self.elements[name]
+                for item in body:
+                    k, _, v = item.partition(" : ")
+                    if verb == "delete":
+                        del items[k]
+                    else:
+                        assert items.get(k, v or None) == (v or None), line
+                        items[k] = v or None
+                        assert not v.startswith("goto ") or v[5:] in {*self.chains, *self.base_chains}, line
+
+    def equals(self, table: DesiredTable) -> bool:
+        return ({n: tuple(r) for n, r in self.chains.items()} == table.chains and self.sets == set(table.sets)
+                and self.elements == table.elements)
+
+
+def test_random_changes_apply_cleanly_and_match_a_fresh_render() -> None:
+    rng = random.Random(7)
+    names = [f"s{i}" for i in range(12)]
+    services: dict[str, Obj] = {}
+    slices: dict[str, Obj] = {}
+    table = DesiredTable(OPTS, NODE)
+    kernel = _Kernel(table)
+    for step in range(300):
+        for _ in range(rng.randint(1, 3)):
+            name = rng.choice(names)
+            roll = rng.random()
+            if roll < 0.15:
+                services.pop(name, None)
+            elif roll < 0.5:
+                kind = rng.choice(["ClusterIP", "NodePort", "LoadBalancer"])
+                spec: Obj = {"sessionAffinity": rng.choice(["None", "ClientIP"]),
+                             "externalTrafficPolicy": rng.choice(["Cluster", "Local"]),
+                             "internalTrafficPolicy": rng.choice(["Cluster", "Local"])}
+                if rng.random() < 0.3:
+                    spec["externalIPs"] = ["198.51.100.7"]  # claimed by several
+                services[name] = service(name, cluster_ip=f"10.96.0.{names.index(name) + 1}", type_=kind,
+                                         ports=[{"name": "http", "port": 8080, "protocol": "TCP",
+                                                 "nodePort": 30000 + names.index(name) % 4}], **spec)
+            else:
+                hosts = rng.sample(range(10, 16), rng.randint(0, 4))
+                slices[name] = slice_(name, [endpoint(f"10.244.0.{h}", node=rng.choice([NODE, "node-b"]))
+                                             for h in hosts])
+            table.update(f"default/{name}", services.get(name), [slices[name]] if name in slices else [])
+        kernel.apply(table.transaction())
+        table.commit()
+        assert kernel.equals(table), step
+        if step % 25 == 0:
+            _same_content(table, render(list(services.values()), list(slices.values()), NODE, OPTS))
 
 
 # --------------------------------------------------------------------------- metrics and load balancers
