@@ -19,10 +19,10 @@ OWNER_REFERENCE = Struct(f"{META}.OwnerReference", [
     Field("kind", STRING, 1, "Kind of the referent.", required=True),
     Field("name", STRING, 3, "Name of the referent.", required=True),
     Field("uid", STRING, 4, "UID of the referent.", required=True),
-    Field("controller", BOOL, 6, "If true, this reference points to the managing controller."),
+    Field("controller", BOOL, 6, "If true, this reference points to the managing controller.", pointer=True),
     Field("blockOwnerDeletion", BOOL, 7,
           "If true, AND if the owner has the \"foregroundDeletion\" finalizer, then the owner cannot be "
-          "deleted from the key-value store until this reference is removed."),
+          "deleted from the key-value store until this reference is removed.", pointer=True),
 ], doc="OwnerReference contains enough information to let you identify an owning object.")
 
 MANAGED_FIELDS_ENTRY = Struct(f"{META}.ManagedFieldsEntry", [
@@ -49,7 +49,8 @@ OBJECT_META = Struct(f"{META}.ObjectMeta", [
     Field("deletionTimestamp", TIME, 9,
           "DeletionTimestamp is RFC 3339 date and time at which this resource will be deleted."),
     Field("deletionGracePeriodSeconds", INT64, 10,
-          "Number of seconds allowed for this object to gracefully terminate before it will be removed from the system."),
+          "Number of seconds allowed for this object to gracefully terminate before it will be removed from the system.",
+          pointer=True),
     Field("labels", MapOf(STRING), 11,
           "Map of string keys and values that can be used to organize and categorize (scope and select) objects."),
     Field("annotations", MapOf(STRING), 12,
@@ -67,7 +68,8 @@ LIST_META = Struct(f"{META}.ListMeta", [
     Field("selfLink", STRING, 1, "Deprecated."),
     Field("resourceVersion", STRING, 2, "String that identifies the server's internal version of this object."),
     Field("continue", STRING, 3, "continue may be set if the user set a limit on the number of items returned."),
-    Field("remainingItemCount", INT64, 4, "remainingItemCount is the number of subsequent items in the list."),
+    Field("remainingItemCount", INT64, 4, "remainingItemCount is the number of subsequent items in the list.",
+          pointer=True),
 ], doc="ListMeta describes metadata that synthetic resources must have, including lists and various status objects.")
 
 LABEL_SELECTOR_REQUIREMENT = Struct(f"{META}.LabelSelectorRequirement", [

@@ -11,10 +11,12 @@ rejects others with specific messages, and clients see those messages.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import NamedTuple
 
-__all__ = ["QuantityError", "parse_quantity", "format_canonical", "cpu_millis", "to_bytes"]
+__all__ = ["QuantityError", "parse_quantity", "format_canonical", "cpu_millis", "to_bytes", "parse_amount",
+           "format_amount", "go_repr"]
 
 _FORMAT_WRONG = (
     "quantities must match the regular expression "
@@ -48,6 +50,8 @@ class _Parsed(NamedTuple):
     #: upstream keeps the input string when it is already canonical and
     #: serializes it verbatim (so "+1Mi" stays "+1Mi"); None means recompute.
     verbatim: str | None
+    #: (value, scale) of the int64Amount the fast path stores, None for inf.Dec
+    int64: tuple[int, int] | None = None
 
 
 def _dec(unscaled: int, exp10: int) -> Decimal:
@@ -117,7 +121,7 @@ def _parse(s: str) -> _Parsed:
     if not s:
         raise QuantityError(_FORMAT_WRONG)
     if s == "0":
-        return _Parsed(Decimal(0), DECIMAL_SI, "0")
+        return _Parsed(Decimal(0), DECIMAL_SI, "0", (0, 0))
     positive, value, num, denom, suffix = _scan(s)
     base, exponent, fmt = _interpret(suffix)
 
@@ -143,7 +147,7 @@ def _parse(s: str) -> _Parsed:
                     keep = exponent % 10 == 0 and unscaled & 7 != 0
                 else:
                     keep = scale % 3 == 0 and not shifted.endswith("000") and shifted[0] != "0"
-                return _Parsed(_dec(result, scale), fmt, s if keep else None)
+                return _Parsed(_dec(result, scale), fmt, s if keep else None, (result, scale))
 
     return _parse_slow(value, base, exponent, fmt)
 
@@ -216,6 +220,30 @@ def format_canonical(s: str) -> str:
     """The string upstream serializes for quantity `s`: "0.5" -> "500m",
     "1.5Gi" -> "1536Mi", "1000m" -> "1", "100m" -> "100m"."""
     return _canonical(_parse(s))
+
+
+def parse_amount(s: str) -> tuple[Decimal, str]:
+    """The value and format upstream keeps for quantity `s`."""
+    p = _parse(s)
+    return p.value, p.format
+
+
+def format_amount(value: Decimal, fmt: str) -> str:
+    """Quantity.String() of a computed quantity (a sum keeps no input string)."""
+    return _canonical(_Parsed(value, fmt, None))
+
+
+def go_repr(s: str) -> str:
+    """Go's %#v of the resource.Quantity parsed from `s`: field errors print a
+    Quantity value that way (its String method has a pointer receiver). An
+    inf.Dec quantity prints a heap address, so it falls back to the string."""
+    p = _parse(s)
+    if p.int64 is None:
+        return json.dumps(s)
+    value, scale = p.int64
+    return (f"resource.Quantity{{i:resource.int64Amount{{value:{value}, scale:{scale}}}, "
+            f"d:resource.infDecAmount{{Dec:(*inf.Dec)(nil)}}, s:{json.dumps(p.verbatim or '')}, "
+            f"Format:{json.dumps(p.format)}}}")
 
 
 def _scaled_int(value: Decimal, power10: int) -> int:

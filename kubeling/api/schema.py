@@ -10,8 +10,9 @@ metadata and documentation.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 Json = Any
 
@@ -97,6 +98,10 @@ class Field:
     field is absent (a callable is called for a fresh value). `merge_key`,
     `patch_strategy`, `list_type` and `list_map_keys` mirror the upstream struct
     tags and OpenAPI extensions; strategic merge patch reads them from here.
+    `pointer` says the Go field is a pointer (`*int32`, `*bool`, `*string`),
+    whose zero value, once set, protobuf and JSON both keep. `enum` is the
+    upstream `+enum` type of a string field (or of the items of a list or map
+    of strings): its values, each with the doc OpenAPI lists beside it.
     """
 
     name: str
@@ -112,13 +117,27 @@ class Field:
     #: Go's `omitempty` is the norm; fields whose zero value must still be
     #: written (e.g. `replicas: 0`) say so.
     keep_zero: bool = False
+    pointer: bool = False
+    enum: Mapping[str, str] | None = None
 
     def openapi(self) -> dict[str, Any]:
         out = ref_or_inline(self.type)
         if "$ref" in out:
             out = {"allOf": [out]}
-        if self.doc:
-            out["description"] = self.doc
+        doc = self.doc
+        if self.enum is not None:
+            # Upstream sorts the Go-quoted values; a list or map carries them on its
+            # items, and only a field of the enum type itself lists them in its doc.
+            values = sorted(self.enum, key=json.dumps)
+            if isinstance(self.type, ListOf):
+                out["items"]["enum"] = values
+            elif isinstance(self.type, MapOf):
+                out["additionalProperties"]["enum"] = values
+            else:
+                out["enum"] = values
+                doc = enum_description(doc, self.enum)
+        if doc:
+            out["description"] = doc
         if self.default is not None and not callable(self.default):
             out["default"] = self.default
         if self.merge_key:
@@ -130,6 +149,12 @@ class Field:
         if self.list_map_keys:
             out["x-kubernetes-list-map-keys"] = list(self.list_map_keys)
         return out
+
+
+def enum_description(doc: str, enum: Mapping[str, str]) -> str:
+    """`doc` followed by the paragraph kube-openapi appends for an enum type."""
+    lines = sorted(f" - `{json.dumps(v)}` {d}".rstrip() for v, d in enum.items())
+    return "\n\n".join(p for p in (doc, "Possible enum values:\n" + "\n".join(lines)) if p)
 
 
 Defaulter = Callable[[dict[str, Any]], None]

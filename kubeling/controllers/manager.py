@@ -23,6 +23,7 @@ from .garbagecollector import GarbageCollector
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
+from .resourcequota import ResourceQuotaController
 from .serviceaccount import ServiceAccountsController
 
 log = logging.getLogger("kubeling.controllers")
@@ -55,6 +56,7 @@ class ControllerManager:
             GarbageCollector(client, f, recorder),
             NamespaceController(client, f, recorder),
             ServiceAccountsController(client, f, recorder),
+            ResourceQuotaController(client, f, recorder),
             NodeLifecycleController(client, f, recorder,
                                     node_monitor_grace_period=options.node_monitor_grace_period),
             LoadBalancerController(client, f, recorder),

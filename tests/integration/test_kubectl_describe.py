@@ -252,8 +252,6 @@ def test_describe_namespace_header(version, cluster, tmp_path):
 
 
 @main_versions
-@pytest.mark.xfail(strict=True, reason="server gap: resourcequotas and limitranges (core/v1) are not served, so "
-                                       "kubectl omits the quota and limit sections a real cluster prints")
 def test_describe_namespace_quota_and_limits(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "descnsq")
@@ -348,8 +346,6 @@ def test_explain_int_or_string_and_quantity(version, cluster, tmp_path):
 
 
 @main_versions
-@pytest.mark.xfail(strict=True, reason="server gap: the schema language has no enum, so kubectl cannot print "
-                                       "'enum: SCTP, TCP, UDP' (and IntOrString is typed string, see above)")
 def test_explain_service_ports_recursive(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     lines = k("explain", "service.spec.ports", "--recursive").split("\n")
@@ -361,8 +357,38 @@ def test_explain_service_ports_recursive(version, cluster, tmp_path):
         "  nodePort\t<integer>",
         "  port\t<integer> -required-",
         "  protocol\t<string>",
-        "  enum: SCTP, TCP, UDP",
+        *_enum_line(version, "  enum: SCTP, TCP, UDP"),
         "  targetPort\t<IntOrString>",
+        "",
+        "",
+    ]
+
+
+def _enum_line(version: str, line: str) -> list[str]:
+    """kubectl prints a field's enum values from 1.30 on."""
+    return [line] if at_least(version, 30) else []
+
+
+@main_versions
+def test_explain_enum_field(version, cluster, tmp_path):
+    k = kubectl_for(version, cluster, tmp_path)
+    lines = k("explain", "service.spec.type").split("\n")
+    i = lines.index("FIELD: type <string>")
+    if at_least(version, 30):
+        assert lines[i + 1:i + 6] == ["ENUM:", "    ClusterIP", "    ExternalName", "    LoadBalancer", "    NodePort"]
+    i = lines.index("    Possible enum values:")
+    assert lines[i + 1:] == [
+        "     - `\"ClusterIP\"` means a service will only be accessible inside the cluster,",
+        "    via the cluster IP.",
+        "     - `\"ExternalName\"` means a service consists of only a reference to an",
+        "    external name that kubedns or equivalent will return as a CNAME record, with",
+        "    no exposing or proxying of any pods involved.",
+        "     - `\"LoadBalancer\"` means a service will be exposed via an external load",
+        "    balancer (if the cloud provider supports it), in addition to 'NodePort'",
+        "    type.",
+        "     - `\"NodePort\"` means a service will be exposed on one port of every node,",
+        "    in addition to 'ClusterIP' type.",
+        "    ",
         "",
         "",
     ]

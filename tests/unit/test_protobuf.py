@@ -93,40 +93,41 @@ CONTAINER = Struct("io.k8s.api.core.v1.Container", [
 ])
 POD_SPEC = Struct("io.k8s.api.core.v1.PodSpec", [
     Field("containers", ListOf(CONTAINER), 2), Field("restartPolicy", STRING, 3),
-    Field("terminationGracePeriodSeconds", INT64, 4), Field("dnsPolicy", STRING, 6),
+    Field("terminationGracePeriodSeconds", INT64, 4, pointer=True), Field("dnsPolicy", STRING, 6),
     Field("nodeSelector", MapOf(STRING), 7), Field("serviceAccountName", STRING, 8),
     Field("serviceAccount", STRING, 9), Field("nodeName", STRING, 10), Field("hostNetwork", BOOL, 11),
     Field("hostPID", BOOL, 12), Field("hostIPC", BOOL, 13), Field("hostname", STRING, 16),
     Field("subdomain", STRING, 17), Field("schedulerName", STRING, 19), Field("priorityClassName", STRING, 24),
-    Field("enableServiceLinks", BOOL, 30),
+    Field("enableServiceLinks", BOOL, 30, pointer=True),
 ])
 POD_TEMPLATE = Struct("io.k8s.api.core.v1.PodTemplateSpec", [
     Field("metadata", OBJECT_META, 1), Field("spec", POD_SPEC, 2),
 ])
 ROLLING_UPDATE = Struct("io.k8s.api.apps.v1.RollingUpdateDeployment", [
-    Field("maxUnavailable", INT_OR_STRING, 1), Field("maxSurge", INT_OR_STRING, 2),
+    Field("maxUnavailable", INT_OR_STRING, 1, pointer=True), Field("maxSurge", INT_OR_STRING, 2, pointer=True),
 ])
 STRATEGY = Struct("io.k8s.api.apps.v1.DeploymentStrategy", [
     Field("type", STRING, 1), Field("rollingUpdate", ROLLING_UPDATE, 2),
 ])
 DEPLOYMENT = top_level("io.k8s.api.apps.v1.Deployment", [
     Field("spec", Struct("io.k8s.api.apps.v1.DeploymentSpec", [
-        Field("replicas", INT32, 1), Field("selector", LABEL_SELECTOR, 2), Field("template", POD_TEMPLATE, 3),
-        Field("strategy", STRATEGY, 4), Field("minReadySeconds", INT32, 5),
-        Field("revisionHistoryLimit", INT32, 6), Field("paused", BOOL, 7),
-        Field("progressDeadlineSeconds", INT32, 9),
+        Field("replicas", INT32, 1, pointer=True), Field("selector", LABEL_SELECTOR, 2),
+        Field("template", POD_TEMPLATE, 3), Field("strategy", STRATEGY, 4), Field("minReadySeconds", INT32, 5),
+        Field("revisionHistoryLimit", INT32, 6, pointer=True), Field("paused", BOOL, 7),
+        Field("progressDeadlineSeconds", INT32, 9, pointer=True),
     ]), 2),
     Field("status", Struct("io.k8s.api.apps.v1.DeploymentStatus", [
         Field("observedGeneration", INT64, 1), Field("replicas", INT32, 2), Field("updatedReplicas", INT32, 3),
         Field("availableReplicas", INT32, 4), Field("unavailableReplicas", INT32, 5),
-        Field("readyReplicas", INT32, 7), Field("collisionCount", INT32, 8),
+        Field("readyReplicas", INT32, 7), Field("collisionCount", INT32, 8, pointer=True),
     ]), 3),
 ])
 SERVICE = top_level("io.k8s.api.core.v1.Service", [
     Field("spec", Struct("io.k8s.api.core.v1.ServiceSpec", [
         Field("ports", ListOf(Struct("io.k8s.api.core.v1.ServicePort", [
             Field("name", STRING, 1), Field("protocol", STRING, 2), Field("port", INT32, 3, keep_zero=True),
-            Field("targetPort", INT_OR_STRING, 4), Field("nodePort", INT32, 5), Field("appProtocol", STRING, 6),
+            Field("targetPort", INT_OR_STRING, 4), Field("nodePort", INT32, 5),
+            Field("appProtocol", STRING, 6, pointer=True),
         ])), 1),
         Field("selector", MapOf(STRING), 2), Field("clusterIP", STRING, 3), Field("type", STRING, 4),
         Field("sessionAffinity", STRING, 7), Field("loadBalancerIP", STRING, 8), Field("externalName", STRING, 10),
@@ -146,16 +147,16 @@ NAMESPACE = top_level("io.k8s.api.core.v1.Namespace", [
     Field("status", Struct("io.k8s.api.core.v1.NamespaceStatus", [Field("phase", STRING, 1)]), 3),
 ])
 CONFIGMAP = top_level("io.k8s.api.core.v1.ConfigMap", [
-    Field("data", MapOf(STRING), 2), Field("binaryData", MapOf(BYTES), 3), Field("immutable", BOOL, 4),
+    Field("data", MapOf(STRING), 2), Field("binaryData", MapOf(BYTES), 3), Field("immutable", BOOL, 4, pointer=True),
 ])
 SECRET = top_level("io.k8s.api.core.v1.Secret", [
     Field("data", MapOf(BYTES), 2), Field("type", STRING, 3), Field("stringData", MapOf(STRING), 4),
-    Field("immutable", BOOL, 5),
+    Field("immutable", BOOL, 5, pointer=True),
 ])
 JOB = top_level("io.k8s.api.batch.v1.Job", [
     Field("spec", Struct("io.k8s.api.batch.v1.JobSpec", [
-        Field("parallelism", INT32, 1), Field("completions", INT32, 2), Field("template", POD_TEMPLATE, 6),
-        Field("backoffLimit", INT32, 7),
+        Field("parallelism", INT32, 1, pointer=True), Field("completions", INT32, 2, pointer=True),
+        Field("template", POD_TEMPLATE, 6), Field("backoffLimit", INT32, 7, pointer=True),
     ]), 2),
     Field("status", Struct("io.k8s.api.batch.v1.JobStatus", [
         Field("active", INT32, 4), Field("succeeded", INT32, 5), Field("failed", INT32, 6),
@@ -340,7 +341,7 @@ def test_unknown_fields_of_every_wire_type_are_skipped() -> None:
 # ---------------------------------------------------------------- zero values and pointers
 
 SPEC = Struct("io.k8s.api.apps.v1.DeploymentSpec", [
-    Field("replicas", INT32, 1),  # *int32 upstream
+    Field("replicas", INT32, 1, pointer=True),  # *int32 upstream
     Field("minReadySeconds", INT32, 5),
     Field("paused", BOOL, 7),
     Field("name", STRING, 20),
@@ -358,15 +359,35 @@ def test_non_pointer_zeros_are_dropped_pointer_and_keep_zero_ones_kept() -> None
 def test_pointer_rule_hook_and_field_flag() -> None:
     raw = vfield(1, 0) + vfield(5, 0)
     assert decode(raw, SPEC, pointer=lambda t, f: f.name == "minReadySeconds") == {"minReadySeconds": 0}
-    flagged = Field("count", INT32, 1)
-    flagged.pointer = True  # type: ignore[attr-defined]  # what Field(pointer=True) would say
-    assert decode(vfield(1, 0), Struct("test.Flagged", [flagged])) == {"count": 0}
+    flagged = Struct("test.Flagged", [Field("count", INT32, 1, pointer=True)])
+    assert decode(vfield(1, 0), flagged) == {"count": 0}
 
 
-def test_default_pointer_rule_reads_the_upstream_table() -> None:
+def test_default_pointer_rule_reads_the_field() -> None:
     assert pb.is_pointer(SPEC, SPEC.fields["replicas"])
     assert not pb.is_pointer(SPEC, SPEC.fields["minReadySeconds"])
-    assert all(name.startswith("io.k8s.") and fields for name, fields in pb.POINTERS.items())
+
+
+def test_kind_schemas_mark_upstream_pointer_fields() -> None:
+    from kubeling.api.kinds.deployment import DEPLOYMENT
+    from kubeling.api.kinds.pod import POD
+    from kubeling.api.kinds.service import SERVICE
+
+    def field(t: Struct, *path: str) -> Field:
+        for name in path[:-1]:
+            nxt = t.fields[name].type
+            t = nxt.item if isinstance(nxt, ListOf) else nxt  # type: ignore[assignment]
+        return t.fields[path[-1]]
+
+    pointers = [(DEPLOYMENT, "spec", "replicas"), (DEPLOYMENT, "spec", "strategy", "rollingUpdate", "maxSurge"),
+                (POD, "spec", "terminationGracePeriodSeconds"), (POD, "spec", "enableServiceLinks"),
+                (POD, "spec", "containers", "securityContext", "privileged"), (POD, "metadata",
+                "deletionGracePeriodSeconds"), (SERVICE, "spec", "ports", "appProtocol"),
+                (SERVICE, "spec", "ipFamilyPolicy")]
+    values = [(DEPLOYMENT, "spec", "minReadySeconds"), (POD, "spec", "hostNetwork"),
+              (SERVICE, "spec", "ports", "nodePort"), (SERVICE, "spec", "type")]
+    assert all(field(*p).pointer for p in pointers)
+    assert not any(field(*v).pointer for v in values)
 
 
 def test_empty_messages_stay_as_empty_objects() -> None:
@@ -464,7 +485,7 @@ def embedded(outer: int, inner: Struct) -> list[Field]:
 
 LOCAL_REF = Struct("io.k8s.api.core.v1.LocalObjectReference", [Field("name", STRING, 1)])
 KEY_SELECTOR = Struct("io.k8s.api.core.v1.SecretKeySelector", [
-    *embedded(1, LOCAL_REF), Field("key", STRING, 2), Field("optional", BOOL, 3)])
+    *embedded(1, LOCAL_REF), Field("key", STRING, 2), Field("optional", BOOL, 3, pointer=True)])
 
 
 def test_embedded_struct_fills_its_parent() -> None:

@@ -25,7 +25,8 @@ CONFIGMAP = top_level("io.k8s.api.core.v1.ConfigMap", [
     Field("binaryData", MapOf(BYTES), 3,
           "BinaryData contains the binary data. Each key must consist of alphanumeric characters, '-', '_' or '.'."),
     Field("immutable", BOOL, 4,
-          "Immutable, if set to true, ensures that data stored in the ConfigMap cannot be updated (only object metadata can be modified)."),
+          "Immutable, if set to true, ensures that data stored in the ConfigMap cannot be updated (only object metadata can be modified).",
+          pointer=True),
 ], doc="ConfigMap holds configuration data for pods to consume.")
 
 CONFIGMAP_LIST = list_of(CONFIGMAP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..enums import DEPLOYMENT_STRATEGY_TYPE
 from ..errors import FieldError, forbidden, invalid, required
 from ..meta import LABEL_SELECTOR, list_of, top_level
 from ..printers import age, name
@@ -20,7 +21,7 @@ from .scale import selector_string
 
 Obj = dict[str, Any]
 
-_STRATEGY_TYPES = ["Recreate", "RollingUpdate"]
+_STRATEGY_TYPES = sorted(DEPLOYMENT_STRATEGY_TYPE)
 
 
 def _default_strategy(strategy: Obj) -> None:
@@ -37,15 +38,16 @@ ROLLING_UPDATE_DEPLOYMENT = Struct("io.k8s.api.apps.v1.RollingUpdateDeployment",
     Field("maxUnavailable", INT_OR_STRING, 1,
           "The maximum number of pods that can be unavailable during the update. Value can be an absolute number "
           "(ex: 5) or a percentage of desired pods (ex: 10%). Absolute number is calculated from percentage by "
-          "rounding down. This can not be 0 if MaxSurge is 0. Defaults to 25%."),
+          "rounding down. This can not be 0 if MaxSurge is 0. Defaults to 25%.", pointer=True),
     Field("maxSurge", INT_OR_STRING, 2,
           "The maximum number of pods that can be scheduled above the desired number of pods. Value can be an "
           "absolute number (ex: 5) or a percentage of desired pods (ex: 10%). This can not be 0 if MaxUnavailable "
-          "is 0. Absolute number is calculated from percentage by rounding up. Defaults to 25%."),
+          "is 0. Absolute number is calculated from percentage by rounding up. Defaults to 25%.", pointer=True),
 ], doc="Spec to control the desired behavior of rolling update.")
 
 DEPLOYMENT_STRATEGY = Struct("io.k8s.api.apps.v1.DeploymentStrategy", [
-    Field("type", STRING, 1, "Type of deployment. Can be \"Recreate\" or \"RollingUpdate\". Default is RollingUpdate."),
+    Field("type", STRING, 1, "Type of deployment. Can be \"Recreate\" or \"RollingUpdate\". Default is RollingUpdate.",
+          enum=DEPLOYMENT_STRATEGY_TYPE),
     Field("rollingUpdate", ROLLING_UPDATE_DEPLOYMENT, 2,
           "Rolling update config params. Present only if DeploymentStrategyType = RollingUpdate."),
 ], doc="DeploymentStrategy describes how to replace existing pods with new ones.", defaulter=_default_strategy)
@@ -62,7 +64,7 @@ DEPLOYMENT_CONDITION = Struct("io.k8s.api.apps.v1.DeploymentCondition", [
 DEPLOYMENT_SPEC = Struct("io.k8s.api.apps.v1.DeploymentSpec", [
     Field("replicas", INT32, 1,
           "Number of desired pods. This is a pointer to distinguish between explicit zero and not specified. "
-          "Defaults to 1.", default=1),
+          "Defaults to 1.", default=1, pointer=True),
     Field("selector", LABEL_SELECTOR, 2,
           "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected "
           "by this deployment. It must match the pod template's labels.", required=True),
@@ -78,13 +80,13 @@ DEPLOYMENT_SPEC = Struct("io.k8s.api.apps.v1.DeploymentSpec", [
           "it is ready)"),
     Field("revisionHistoryLimit", INT32, 6,
           "The number of old ReplicaSets to retain to allow rollback. This is a pointer to distinguish between "
-          "explicit zero and not specified. Defaults to 10.", default=10),
+          "explicit zero and not specified. Defaults to 10.", default=10, pointer=True),
     Field("paused", BOOL, 7, "Indicates that the deployment is paused."),
     Field("progressDeadlineSeconds", INT32, 9,
           "The maximum time in seconds for a deployment to make progress before it is considered to be failed. The "
           "deployment controller will continue to process failed deployments and a condition with a "
           "ProgressDeadlineExceeded reason will be surfaced in the deployment status. Note that progress will not "
-          "be estimated during the time a deployment is paused. Defaults to 600s.", default=600),
+          "be estimated during the time a deployment is paused. Defaults to 600s.", default=600, pointer=True),
 ], doc="DeploymentSpec is the specification of the desired behavior of the Deployment.")
 
 DEPLOYMENT_STATUS = Struct("io.k8s.api.apps.v1.DeploymentStatus", [
@@ -104,13 +106,13 @@ DEPLOYMENT_STATUS = Struct("io.k8s.api.apps.v1.DeploymentStatus", [
           "running but not yet available or pods that still have not been created."),
     Field("terminatingReplicas", INT32, 9,
           "Total number of terminating pods (have a non-null .metadata.deletionTimestamp) targeted by this "
-          "deployment."),
+          "deployment.", pointer=True),
     Field("conditions", ListOf(DEPLOYMENT_CONDITION), 6,
           "Represents the latest available observations of a deployment's current state.", merge_key="type",
           patch_strategy="merge", list_type="map", list_map_keys=("type",)),
     Field("collisionCount", INT32, 8,
           "Count of hash collisions for the Deployment. The Deployment controller uses this field as a collision "
-          "avoidance mechanism when it needs to create the name for the newest ReplicaSet."),
+          "avoidance mechanism when it needs to create the name for the newest ReplicaSet.", pointer=True),
 ], doc="DeploymentStatus is the most recently observed status of the Deployment.")
 
 DEPLOYMENT = top_level("io.k8s.api.apps.v1.Deployment", [

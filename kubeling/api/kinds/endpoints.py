@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ..enums import PROTOCOL
 from ..errors import FieldError, invalid, not_supported, required
 from ..meta import list_of, top_level
 from ..registry import Column, Kind, register
@@ -18,13 +19,13 @@ from .pod import OBJECT_REFERENCE
 
 Obj = dict[str, Any]
 
-PROTOCOLS = ["SCTP", "TCP", "UDP"]
+PROTOCOLS = sorted(PROTOCOL)
 
 ENDPOINT_ADDRESS = Struct("io.k8s.api.core.v1.EndpointAddress", [
     Field("ip", STRING, 1, "The IP of this endpoint.", required=True, keep_zero=True),
     Field("hostname", STRING, 3, "The Hostname of this endpoint"),
     Field("nodeName", STRING, 4, "Optional: Node hosting this endpoint. This can be used to determine endpoints "
-                                 "local to a node."),
+                                 "local to a node.", pointer=True),
     Field("targetRef", OBJECT_REFERENCE, 2, "Reference to object providing the endpoint."),
 ], doc="EndpointAddress is a tuple that describes single IP address.")
 
@@ -33,8 +34,8 @@ ENDPOINT_PORT = Struct("io.k8s.api.core.v1.EndpointPort", [
                              "ServicePort. Must be a DNS_LABEL. Optional only if one port is defined."),
     Field("port", INT32, 2, "The port number of the endpoint.", required=True, keep_zero=True),
     Field("protocol", STRING, 3, "The IP protocol for this port. Must be UDP, TCP, or SCTP. Default is TCP.",
-          default="TCP"),
-    Field("appProtocol", STRING, 4, "The application protocol for this port."),
+          default="TCP", enum=PROTOCOL),
+    Field("appProtocol", STRING, 4, "The application protocol for this port.", pointer=True),
 ], doc="EndpointPort is a tuple that describes a single port.")
 
 ENDPOINT_SUBSET = Struct("io.k8s.api.core.v1.EndpointSubset", [

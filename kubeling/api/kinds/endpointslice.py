@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ..enums import ADDRESS_TYPE, PROTOCOL
 from ..errors import FieldError, duplicate, invalid, not_supported, required
 from ..meta import list_of, top_level
 from ..registry import Column, Kind, register
@@ -17,17 +18,17 @@ from .pod import OBJECT_REFERENCE
 Obj = dict[str, Any]
 
 GROUP = "discovery.k8s.io"
-ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
+ADDRESS_TYPES = sorted(ADDRESS_TYPE)
 MAX_ADDRESSES = 100
 MAX_PORTS = 100
 MAX_ENDPOINTS = 1000
 
 ENDPOINT_CONDITIONS = Struct("io.k8s.api.discovery.v1.EndpointConditions", [
     Field("ready", BOOL, 1, "ready indicates that this endpoint is ready to receive traffic, according to "
-                            "whatever system is managing the endpoint."),
+                            "whatever system is managing the endpoint.", pointer=True),
     Field("serving", BOOL, 2, "serving indicates that this endpoint is able to receive traffic, according to "
-                              "whatever system is managing the endpoint."),
-    Field("terminating", BOOL, 3, "terminating indicates that this endpoint is terminating."),
+                              "whatever system is managing the endpoint.", pointer=True),
+    Field("terminating", BOOL, 3, "terminating indicates that this endpoint is terminating.", pointer=True),
 ], doc="EndpointConditions represents the current condition of an endpoint.")
 
 FOR_ZONE = Struct("io.k8s.api.discovery.v1.ForZone", [
@@ -52,23 +53,23 @@ ENDPOINT = Struct("io.k8s.api.discovery.v1.Endpoint", [
     # a Go value struct: serialized as {} even when empty
     Field("conditions", ENDPOINT_CONDITIONS, 2,
           "conditions contains information about the current status of the endpoint.", default=dict),
-    Field("hostname", STRING, 3, "hostname of this endpoint."),
+    Field("hostname", STRING, 3, "hostname of this endpoint.", pointer=True),
     Field("targetRef", OBJECT_REFERENCE, 4,
           "targetRef is a reference to a Kubernetes object that represents this endpoint."),
     Field("deprecatedTopology", MapOf(STRING), 5,
           "deprecatedTopology contains topology information part of the v1beta1 API."),
-    Field("nodeName", STRING, 6, "nodeName represents the name of the Node hosting this endpoint."),
-    Field("zone", STRING, 7, "zone is the name of the Zone this endpoint exists in."),
+    Field("nodeName", STRING, 6, "nodeName represents the name of the Node hosting this endpoint.", pointer=True),
+    Field("zone", STRING, 7, "zone is the name of the Zone this endpoint exists in.", pointer=True),
     Field("hints", ENDPOINT_HINTS, 8, "hints contains information associated with how an endpoint should be "
                                       "consumed."),
 ], doc="Endpoint represents a single logical \"backend\" implementing a service.")
 
 ENDPOINT_PORT = Struct("io.k8s.api.discovery.v1.EndpointPort", [
-    Field("name", STRING, 1, "name represents the name of this port.", default=""),
+    Field("name", STRING, 1, "name represents the name of this port.", default="", pointer=True),
     Field("protocol", STRING, 2, "protocol represents the IP protocol for this port. Must be UDP, TCP, or SCTP. "
-                                 "Default is TCP.", default="TCP"),
-    Field("port", INT32, 3, "port represents the port number of the endpoint."),
-    Field("appProtocol", STRING, 4, "The application protocol for this port."),
+                                 "Default is TCP.", default="TCP", pointer=True, enum=PROTOCOL),
+    Field("port", INT32, 3, "port represents the port number of the endpoint.", pointer=True),
+    Field("appProtocol", STRING, 4, "The application protocol for this port.", pointer=True),
 ], doc="EndpointPort represents a Port used by an EndpointSlice")
 
 _ADDRESS_TYPE_DOC = (
@@ -85,7 +86,7 @@ _PORTS_DOC = (
 
 # endpoints and ports lack omitempty upstream (an empty slice reads back as null)
 ENDPOINT_SLICE = top_level("io.k8s.api.discovery.v1.EndpointSlice", [
-    Field("addressType", STRING, 4, _ADDRESS_TYPE_DOC, required=True, keep_zero=True),
+    Field("addressType", STRING, 4, _ADDRESS_TYPE_DOC, required=True, keep_zero=True, enum=ADDRESS_TYPE),
     Field("endpoints", ListOf(ENDPOINT), 2, _ENDPOINTS_DOC, required=True, keep_zero=True, list_type="atomic"),
     Field("ports", ListOf(ENDPOINT_PORT), 3, _PORTS_DOC, keep_zero=True, list_type="atomic"),
 ], doc="EndpointSlice represents a set of service endpoints. Most EndpointSlices are created by the "

@@ -18,21 +18,22 @@ _STRATEGIES = ["OldestEmulationVersion"]
 LEASE_SPEC = Struct("io.k8s.api.coordination.v1.LeaseSpec", [
     Field("holderIdentity", STRING, 1,
           "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is "
-          "used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field."),
+          "used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.", pointer=True),
     Field("leaseDurationSeconds", INT32, 2,
           "leaseDurationSeconds is a duration that candidates for a lease need to wait to force acquire it. This is "
-          "measured against the time of last observed renewTime."),
+          "measured against the time of last observed renewTime.", pointer=True),
     Field("acquireTime", MICROTIME, 3, "acquireTime is a time when the current lease was acquired."),
     Field("renewTime", MICROTIME, 4,
           "renewTime is a time when the current holder of a lease has last updated the lease."),
-    Field("leaseTransitions", INT32, 5, "leaseTransitions is the number of transitions of a lease between holders."),
+    Field("leaseTransitions", INT32, 5, "leaseTransitions is the number of transitions of a lease between holders.",
+          pointer=True),
     Field("strategy", STRING, 6,
           "Strategy indicates the strategy for picking the leader for coordinated leader election. If the field is "
           "not specified, there is no active coordination for this lease. (Alpha) Using this field requires the "
-          "CoordinatedLeaderElection feature gate to be enabled."),
+          "CoordinatedLeaderElection feature gate to be enabled.", pointer=True),
     Field("preferredHolder", STRING, 7,
           "PreferredHolder signals to a lease holder that the lease has a more optimal holder and should be given "
-          "up. This field can only be set if Strategy is also set."),
+          "up. This field can only be set if Strategy is also set.", pointer=True),
 ], doc="LeaseSpec is a specification of a Lease.")
 
 LEASE = top_level("io.k8s.api.coordination.v1.Lease", [

@@ -11,6 +11,7 @@ import ipaddress
 import json
 from typing import Any
 
+from ..enums import NAMESPACE_PHASE
 from ..errors import FieldError, invalid
 from ..meta import list_of, top_level
 from ..printers import age, name
@@ -82,7 +83,8 @@ NAMESPACE_SPEC = Struct("io.k8s.api.core.v1.NamespaceSpec", [
 ], doc="NamespaceSpec describes the attributes on a Namespace.")
 
 NAMESPACE_STATUS = Struct("io.k8s.api.core.v1.NamespaceStatus", [
-    Field("phase", STRING, 1, "Phase is the current lifecycle phase of the namespace.", default="Active"),
+    Field("phase", STRING, 1, "Phase is the current lifecycle phase of the namespace.", default="Active",
+          enum=NAMESPACE_PHASE),
     Field("conditions", ListOf(NAMESPACE_CONDITION), 2,
           "Represents the latest available observations of a namespace's current state.",
           merge_key="type", patch_strategy="merge", list_type="map", list_map_keys=("type",)),

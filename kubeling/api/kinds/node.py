@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ..enums import NODE_PHASE, TAINT_EFFECT
 from ..errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from ..meta import list_of, top_level
 from ..registry import Column, Kind, Subresource, register
@@ -17,7 +18,7 @@ from .namespace import AGE_COLUMN, NAME_COLUMN, go_quote, go_strings, go_valued,
 
 Obj = dict[str, Any]
 
-TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
+TAINT_EFFECTS = list(TAINT_EFFECT)  # upstream's declaration order
 LABEL_ROLE_PREFIX = "node-role.kubernetes.io/"
 LABEL_ROLE = "kubernetes.io/role"
 
@@ -26,7 +27,7 @@ TAINT = Struct("io.k8s.api.core.v1.Taint", [
     Field("value", STRING, 2, "The taint value corresponding to the taint key."),
     Field("effect", STRING, 3, "Required. The effect of the taint on pods that do not tolerate the taint. Valid "
                                "effects are NoSchedule, PreferNoSchedule and NoExecute.",
-          required=True, keep_zero=True),
+          required=True, keep_zero=True, enum=TAINT_EFFECT),
     Field("timeAdded", TIME, 4, "TimeAdded represents the time at which the taint was added."),
 ], doc="The node this Taint is attached to has the \"effect\" on any pod that does not tolerate the Taint.")
 
@@ -68,7 +69,7 @@ NODE_DAEMON_ENDPOINTS = Struct("io.k8s.api.core.v1.NodeDaemonEndpoints", [
 ], doc="NodeDaemonEndpoints lists ports opened by daemons running on the Node.")
 
 NODE_SWAP_STATUS = Struct("io.k8s.api.core.v1.NodeSwapStatus", [
-    Field("capacity", INT64, 1, "Total amount of swap memory in bytes."),
+    Field("capacity", INT64, 1, "Total amount of swap memory in bytes.", pointer=True),
 ], doc="NodeSwapStatus represents swap memory information.")
 
 
@@ -104,9 +105,9 @@ ATTACHED_VOLUME = Struct("io.k8s.api.core.v1.AttachedVolume", [
 
 NODE_RUNTIME_HANDLER_FEATURES = Struct("io.k8s.api.core.v1.NodeRuntimeHandlerFeatures", [
     Field("recursiveReadOnlyMounts", BOOL, 1, "RecursiveReadOnlyMounts is set to true if the runtime handler "
-                                              "supports RecursiveReadOnlyMounts."),
+                                              "supports RecursiveReadOnlyMounts.", pointer=True),
     Field("userNamespaces", BOOL, 2, "UserNamespaces is set to true if the runtime handler supports "
-                                     "UserNamespaces, including for volumes."),
+                                     "UserNamespaces, including for volumes.", pointer=True),
 ], doc="NodeRuntimeHandlerFeatures is a set of features implemented by the runtime handler.")
 
 NODE_RUNTIME_HANDLER = Struct("io.k8s.api.core.v1.NodeRuntimeHandler", [
@@ -116,7 +117,7 @@ NODE_RUNTIME_HANDLER = Struct("io.k8s.api.core.v1.NodeRuntimeHandler", [
 
 NODE_FEATURES = Struct("io.k8s.api.core.v1.NodeFeatures", [
     Field("supplementalGroupsPolicy", BOOL, 1, "SupplementalGroupsPolicy is set to true if the runtime supports "
-                                               "SupplementalGroupsPolicy and ContainerUser."),
+                                               "SupplementalGroupsPolicy and ContainerUser.", pointer=True),
 ], doc="NodeFeatures describes the set of features implemented by the CRI implementation.")
 
 _ADDRESSES_DOC = (
@@ -133,7 +134,7 @@ NODE_STATUS = Struct("io.k8s.api.core.v1.NodeStatus", [
     Field("allocatable", MapOf(QUANTITY), 2, "Allocatable represents the resources of a node that are available "
                                              "for scheduling. Defaults to Capacity."),
     Field("phase", STRING, 3, "NodePhase is the recently observed lifecycle phase of the node. The field is never "
-                              "populated, and now is deprecated."),
+                              "populated, and now is deprecated.", enum=NODE_PHASE),
     Field("conditions", ListOf(NODE_CONDITION), 4, "Conditions is an array of current observed node conditions.",
           merge_key="type", patch_strategy="merge", list_type="map", list_map_keys=("type",)),
     Field("addresses", ListOf(NODE_ADDRESS), 5, _ADDRESSES_DOC, merge_key="type", patch_strategy="merge",

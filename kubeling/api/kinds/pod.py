@@ -21,6 +21,13 @@ import time
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 
+from ..enums import (
+    APP_ARMOR_PROFILE_TYPE, DNS_POLICY, HOST_PATH_TYPE, MOUNT_PROPAGATION_MODE, NODE_INCLUSION_POLICY,
+    NODE_SELECTOR_OPERATOR, POD_FS_GROUP_CHANGE_POLICY, POD_PHASE, POD_QOS_CLASS, PREEMPTION_POLICY,
+    PROC_MOUNT_TYPE, PROTOCOL, PULL_POLICY, RESTART_POLICY, SECCOMP_PROFILE_TYPE, SIGNAL,
+    SUPPLEMENTAL_GROUPS_POLICY, TAINT_EFFECT, TERMINATION_MESSAGE_POLICY, TOLERATION_OPERATOR,
+    UNSATISFIABLE_CONSTRAINT_ACTION, URI_SCHEME,
+)
 from ..errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from ..meta import LABEL_SELECTOR, OBJECT_META, list_of, top_level
 from ..printers import human_duration, parse_time
@@ -98,14 +105,14 @@ RESOURCE_FIELD_SELECTOR = _s("ResourceFieldSelector", [
 CONFIG_MAP_KEY_SELECTOR = _s("ConfigMapKeySelector", [
     *_embedded(1, LOCAL_OBJECT_REFERENCE),
     Field("key", STRING, 2, "The key to select.", required=True, keep_zero=True),
-    Field("optional", BOOL, 3, "Specify whether the ConfigMap or its key must be defined"),
+    Field("optional", BOOL, 3, "Specify whether the ConfigMap or its key must be defined", pointer=True),
 ], "Selects a key from a ConfigMap.")
 
 SECRET_KEY_SELECTOR = _s("SecretKeySelector", [
     *_embedded(1, LOCAL_OBJECT_REFERENCE),
     Field("key", STRING, 2, "The key of the secret to select from.  Must be a valid secret key.", required=True,
           keep_zero=True),
-    Field("optional", BOOL, 3, "Specify whether the Secret or its key must be defined"),
+    Field("optional", BOOL, 3, "Specify whether the Secret or its key must be defined", pointer=True),
 ], "SecretKeySelector selects a key of a Secret.")
 
 # ---------------------------------------------------------------- environment
@@ -134,12 +141,12 @@ ENV_VAR = _s("EnvVar", [
 
 CONFIG_MAP_ENV_SOURCE = _s("ConfigMapEnvSource", [
     *_embedded(1, LOCAL_OBJECT_REFERENCE),
-    Field("optional", BOOL, 2, "Specify whether the ConfigMap must be defined"),
+    Field("optional", BOOL, 2, "Specify whether the ConfigMap must be defined", pointer=True),
 ], "ConfigMapEnvSource selects a ConfigMap to populate the environment variables with.")
 
 SECRET_ENV_SOURCE = _s("SecretEnvSource", [
     *_embedded(1, LOCAL_OBJECT_REFERENCE),
-    Field("optional", BOOL, 2, "Specify whether the Secret must be defined"),
+    Field("optional", BOOL, 2, "Specify whether the Secret must be defined", pointer=True),
 ], "SecretEnvSource selects a Secret to populate the environment variables with.")
 
 ENV_FROM_SOURCE = _s("EnvFromSource", [
@@ -156,7 +163,7 @@ CONTAINER_PORT = _s("ContainerPort", [
     Field("containerPort", INT32, 3, "Number of port to expose on the pod's IP address. This must be a valid "
           "port number, 0 < x < 65536.", required=True, keep_zero=True),
     Field("protocol", STRING, 4, 'Protocol for port. Must be UDP, TCP, or SCTP. Defaults to "TCP".',
-          default="TCP"),
+          default="TCP", enum=PROTOCOL),
     Field("hostIP", STRING, 5, "What host IP to bind the external port to."),
 ], "ContainerPort represents a network port in a single container.")
 
@@ -184,12 +191,12 @@ VOLUME_MOUNT = _s("VolumeMount", [
     Field("name", STRING, 1, "This must match the Name of a Volume.", required=True, keep_zero=True),
     Field("readOnly", BOOL, 2, "Mounted read-only if true, read-write otherwise (false or unspecified)."),
     Field("recursiveReadOnly", STRING, 7, "RecursiveReadOnly specifies whether read-only mounts should be "
-          "handled recursively."),
+          "handled recursively.", pointer=True),
     Field("mountPath", STRING, 3, "Path within the container at which the volume should be mounted.  Must not "
           "contain ':'.", required=True, keep_zero=True),
     Field("subPath", STRING, 4, "Path within the volume from which the container's volume should be mounted."),
     Field("mountPropagation", STRING, 5, "mountPropagation determines how mounts are propagated from the host to "
-          "container and the other way around."),
+          "container and the other way around.", pointer=True, enum=MOUNT_PROPAGATION_MODE),
     Field("subPathExpr", STRING, 6, "Expanded path within the volume from which the container's volume should be "
           "mounted."),
 ], "VolumeMount describes a mounting of a Volume within a container.")
@@ -223,7 +230,7 @@ HTTP_GET_ACTION = _s("HTTPGetAction", [
     Field("port", INT_OR_STRING, 2, "Name or number of the port to access on the container. Number must be in the "
           "range 1 to 65535. Name must be an IANA_SVC_NAME.", required=True, keep_zero=True),
     Field("host", STRING, 3, "Host name to connect to, defaults to the pod IP."),
-    Field("scheme", STRING, 4, "Scheme to use for connecting to the host. Defaults to HTTP."),
+    Field("scheme", STRING, 4, "Scheme to use for connecting to the host. Defaults to HTTP.", enum=URI_SCHEME),
     Field("httpHeaders", ListOf(HTTP_HEADER), 5, "Custom headers to set in the request. HTTP allows repeated "
           "headers.", list_type="atomic"),
 ], "HTTPGetAction describes an action based on HTTP Get requests.", defaulter=_default_http_get)
@@ -238,7 +245,7 @@ GRPC_ACTION = _s("GRPCAction", [
     Field("port", INT32, 1, "Port number of the gRPC service. Number must be in the range 1 to 65535.",
           required=True, keep_zero=True),
     Field("service", STRING, 2, "Service is the name of the service to place in the gRPC HealthCheckRequest.",
-          default=""),
+          default="", pointer=True),
 ], "GRPCAction specifies an action involving a GRPC service.")
 
 SLEEP_ACTION = _s("SleepAction", [
@@ -274,7 +281,7 @@ PROBE = _s("Probe", [
     Field("failureThreshold", INT32, 6, "Minimum consecutive failures for the probe to be considered failed after "
           "having succeeded. Defaults to 3. Minimum value is 1."),
     Field("terminationGracePeriodSeconds", INT64, 7, "Optional duration in seconds the pod needs to terminate "
-          "gracefully upon probe failure."),
+          "gracefully upon probe failure.", pointer=True),
 ], "Probe describes a health check to be performed against a container to determine whether it is alive or "
    "ready to receive traffic.", defaulter=_default_probe)
 
@@ -292,7 +299,7 @@ LIFECYCLE = _s("Lifecycle", [
           "to an API request or management event such as liveness/startup probe failure, preemption, resource "
           "contention, etc."),
     Field("stopSignal", STRING, 3, "StopSignal defines which signal will be sent to a container when it is being "
-          "stopped."),
+          "stopped.", pointer=True, enum=SIGNAL),
 ], "Lifecycle describes actions that the management system should take in response to container lifecycle "
    "events.")
 
@@ -310,41 +317,43 @@ SE_LINUX_OPTIONS = _s("SELinuxOptions", [
 
 WINDOWS_SECURITY_CONTEXT_OPTIONS = _s("WindowsSecurityContextOptions", [
     Field("gmsaCredentialSpecName", STRING, 1, "GMSACredentialSpecName is the name of the GMSA credential spec to "
-          "use."),
+          "use.", pointer=True),
     Field("gmsaCredentialSpec", STRING, 2, "GMSACredentialSpec is where the GMSA admission webhook inlines the "
-          "contents of the GMSA credential spec named by the GMSACredentialSpecName field."),
-    Field("runAsUserName", STRING, 3, "The UserName in Windows to run the entrypoint of the container process."),
+          "contents of the GMSA credential spec named by the GMSACredentialSpecName field.", pointer=True),
+    Field("runAsUserName", STRING, 3, "The UserName in Windows to run the entrypoint of the container process.",
+          pointer=True),
     Field("hostProcess", BOOL, 4, "HostProcess determines if a container should be run as a 'Host Process' "
-          "container."),
+          "container.", pointer=True),
 ], "WindowsSecurityContextOptions contain Windows-specific options and credentials.")
 
 SECCOMP_PROFILE = _s("SeccompProfile", [
     Field("type", STRING, 1, "type indicates which kind of seccomp profile will be applied. Valid options are: "
-          "Localhost, RuntimeDefault, Unconfined.", required=True, keep_zero=True),
+          "Localhost, RuntimeDefault, Unconfined.", required=True, keep_zero=True, enum=SECCOMP_PROFILE_TYPE),
     Field("localhostProfile", STRING, 2, "localhostProfile indicates a profile defined in a file on the node "
-          "should be used."),
+          "should be used.", pointer=True),
 ], "SeccompProfile defines a pod/container's seccomp profile settings. Only one profile source may be set.")
 
 APP_ARMOR_PROFILE = _s("AppArmorProfile", [
     Field("type", STRING, 1, "type indicates which kind of AppArmor profile will be applied.", required=True,
-          keep_zero=True),
+          keep_zero=True, enum=APP_ARMOR_PROFILE_TYPE),
     Field("localhostProfile", STRING, 2, "localhostProfile indicates a profile loaded on the node that should be "
-          "used."),
+          "used.", pointer=True),
 ], "AppArmorProfile defines a pod or container's AppArmor settings.")
 
 SECURITY_CONTEXT = _s("SecurityContext", [
     Field("capabilities", CAPABILITIES, 1, "The capabilities to add/drop when running containers."),
-    Field("privileged", BOOL, 2, "Run container in privileged mode."),
+    Field("privileged", BOOL, 2, "Run container in privileged mode.", pointer=True),
     Field("seLinuxOptions", SE_LINUX_OPTIONS, 3, "The SELinux context to be applied to the container."),
     Field("windowsOptions", WINDOWS_SECURITY_CONTEXT_OPTIONS, 10, "The Windows specific settings applied to all "
           "containers."),
-    Field("runAsUser", INT64, 4, "The UID to run the entrypoint of the container process."),
-    Field("runAsGroup", INT64, 8, "The GID to run the entrypoint of the container process."),
-    Field("runAsNonRoot", BOOL, 5, "Indicates that the container must run as a non-root user."),
-    Field("readOnlyRootFilesystem", BOOL, 6, "Whether this container has a read-only root filesystem."),
+    Field("runAsUser", INT64, 4, "The UID to run the entrypoint of the container process.", pointer=True),
+    Field("runAsGroup", INT64, 8, "The GID to run the entrypoint of the container process.", pointer=True),
+    Field("runAsNonRoot", BOOL, 5, "Indicates that the container must run as a non-root user.", pointer=True),
+    Field("readOnlyRootFilesystem", BOOL, 6, "Whether this container has a read-only root filesystem.", pointer=True),
     Field("allowPrivilegeEscalation", BOOL, 7, "AllowPrivilegeEscalation controls whether a process can gain more "
-          "privileges than its parent process."),
-    Field("procMount", STRING, 9, "procMount denotes the type of proc mount to use for the containers."),
+          "privileges than its parent process.", pointer=True),
+    Field("procMount", STRING, 9, "procMount denotes the type of proc mount to use for the containers.", pointer=True,
+          enum=PROC_MOUNT_TYPE),
     Field("seccompProfile", SECCOMP_PROFILE, 11, "The seccomp options to use by this container."),
     Field("appArmorProfile", APP_ARMOR_PROFILE, 12, "appArmorProfile is the AppArmor options to use by this "
           "container."),
@@ -380,7 +389,7 @@ CONTAINER = _s("Container", [
     Field("resizePolicy", ListOf(CONTAINER_RESIZE_POLICY), 23, "Resources resize policy for the container.",
           list_type="atomic"),
     Field("restartPolicy", STRING, 24, "RestartPolicy defines the restart behavior of individual containers in a "
-          "pod."),
+          "pod.", pointer=True),
     Field("volumeMounts", ListOf(VOLUME_MOUNT), 9, "Pod volumes to mount into the container's filesystem. Cannot "
           "be updated.", **_merge_list("mountPath")),
     Field("volumeDevices", ListOf(VOLUME_DEVICE), 21, "volumeDevices is the list of block devices to be used by "
@@ -392,9 +401,10 @@ CONTAINER = _s("Container", [
           "lifecycle events. Cannot be updated."),
     Field("terminationMessagePath", STRING, 13, "Optional: Path at which the file to which the container's "
           "termination message will be written is mounted into the container's filesystem."),
-    Field("terminationMessagePolicy", STRING, 20, "Indicate how the termination message should be populated."),
+    Field("terminationMessagePolicy", STRING, 20, "Indicate how the termination message should be populated.",
+          enum=TERMINATION_MESSAGE_POLICY),
     Field("imagePullPolicy", STRING, 14, "Image pull policy. One of Always, Never, IfNotPresent. Defaults to "
-          "Always if :latest tag is specified, or IfNotPresent otherwise. Cannot be updated."),
+          "Always if :latest tag is specified, or IfNotPresent otherwise. Cannot be updated.", enum=PULL_POLICY),
     Field("securityContext", SECURITY_CONTEXT, 15, "SecurityContext defines the security options the container "
           "should be run with."),
     Field("stdin", BOOL, 16, "Whether this container should allocate a buffer for stdin in the container "
@@ -418,14 +428,14 @@ KEY_TO_PATH = _s("KeyToPath", [
     Field("key", STRING, 1, "key is the key to project.", required=True, keep_zero=True),
     Field("path", STRING, 2, "path is the relative path of the file to map the key to.", required=True,
           keep_zero=True),
-    Field("mode", INT32, 3, "mode is Optional: mode bits used to set permissions on this file."),
+    Field("mode", INT32, 3, "mode is Optional: mode bits used to set permissions on this file.", pointer=True),
 ], "Maps a string key to a path within a volume.")
 
 _DEFAULT_MODE = 0o644  # 420, the mode upstream gives secret, configMap, downwardAPI and projected files
 
 HOST_PATH_VOLUME_SOURCE = _s("HostPathVolumeSource", [
     Field("path", STRING, 1, "path of the directory on the host.", required=True, keep_zero=True),
-    Field("type", STRING, 2, 'type for HostPath Volume Defaults to ""', default=""),
+    Field("type", STRING, 2, 'type for HostPath Volume Defaults to ""', default="", pointer=True, enum=HOST_PATH_TYPE),
 ], "Represents a host path mapped into a pod.")
 
 EMPTY_DIR_VOLUME_SOURCE = _s("EmptyDirVolumeSource", [
@@ -440,8 +450,8 @@ SECRET_VOLUME_SOURCE = _s("SecretVolumeSource", [
           "referenced Secret will be projected into the volume as a file whose name is the key and content is the "
           "value.", list_type="atomic"),
     Field("defaultMode", INT32, 3, "defaultMode is Optional: mode bits used to set permissions on created files "
-          "by default. Defaults to 0644.", default=_DEFAULT_MODE),
-    Field("optional", BOOL, 4, "optional field specify whether the Secret or its keys must be defined"),
+          "by default. Defaults to 0644.", default=_DEFAULT_MODE, pointer=True),
+    Field("optional", BOOL, 4, "optional field specify whether the Secret or its keys must be defined", pointer=True),
 ], "Adapts a Secret into a volume.")
 
 CONFIG_MAP_VOLUME_SOURCE = _s("ConfigMapVolumeSource", [
@@ -450,8 +460,8 @@ CONFIG_MAP_VOLUME_SOURCE = _s("ConfigMapVolumeSource", [
           "referenced ConfigMap will be projected into the volume as a file whose name is the key and content is "
           "the value.", list_type="atomic"),
     Field("defaultMode", INT32, 3, "defaultMode is optional: mode bits used to set permissions on created files "
-          "by default. Defaults to 0644.", default=_DEFAULT_MODE),
-    Field("optional", BOOL, 4, "optional specify whether the ConfigMap or its keys must be defined"),
+          "by default. Defaults to 0644.", default=_DEFAULT_MODE, pointer=True),
+    Field("optional", BOOL, 4, "optional specify whether the ConfigMap or its keys must be defined", pointer=True),
 ], "Adapts a ConfigMap into a volume.")
 
 DOWNWARD_API_VOLUME_FILE = _s("DownwardAPIVolumeFile", [
@@ -462,14 +472,14 @@ DOWNWARD_API_VOLUME_FILE = _s("DownwardAPIVolumeFile", [
     Field("resourceFieldRef", RESOURCE_FIELD_SELECTOR, 3, "Selects a resource of the container: only resources "
           "limits and requests (limits.cpu, limits.memory, requests.cpu and requests.memory) are currently "
           "supported."),
-    Field("mode", INT32, 4, "Optional: mode bits used to set permissions on this file."),
+    Field("mode", INT32, 4, "Optional: mode bits used to set permissions on this file.", pointer=True),
 ], "DownwardAPIVolumeFile represents information to create the file containing the pod field")
 
 DOWNWARD_API_VOLUME_SOURCE = _s("DownwardAPIVolumeSource", [
     Field("items", ListOf(DOWNWARD_API_VOLUME_FILE), 1, "Items is a list of downward API volume file",
           list_type="atomic"),
     Field("defaultMode", INT32, 2, "Optional: mode bits to use on created files by default. Defaults to 0644.",
-          default=_DEFAULT_MODE),
+          default=_DEFAULT_MODE, pointer=True),
 ], "DownwardAPIVolumeSource represents a volume containing downward API info.")
 
 SECRET_PROJECTION = _s("SecretProjection", [
@@ -477,7 +487,7 @@ SECRET_PROJECTION = _s("SecretProjection", [
     Field("items", ListOf(KEY_TO_PATH), 2, "items if unspecified, each key-value pair in the Data field of the "
           "referenced Secret will be projected into the volume as a file whose name is the key and content is the "
           "value.", list_type="atomic"),
-    Field("optional", BOOL, 4, "optional field specify whether the Secret or its key must be defined"),
+    Field("optional", BOOL, 4, "optional field specify whether the Secret or its key must be defined", pointer=True),
 ], "Adapts a secret into a projected volume.")
 
 CONFIG_MAP_PROJECTION = _s("ConfigMapProjection", [
@@ -485,7 +495,7 @@ CONFIG_MAP_PROJECTION = _s("ConfigMapProjection", [
     Field("items", ListOf(KEY_TO_PATH), 2, "items if unspecified, each key-value pair in the Data field of the "
           "referenced ConfigMap will be projected into the volume as a file whose name is the key and content is "
           "the value.", list_type="atomic"),
-    Field("optional", BOOL, 4, "optional specify whether the ConfigMap or its keys must be defined"),
+    Field("optional", BOOL, 4, "optional specify whether the ConfigMap or its keys must be defined", pointer=True),
 ], "Adapts a ConfigMap into a projected volume.")
 
 DOWNWARD_API_PROJECTION = _s("DownwardAPIProjection", [
@@ -496,7 +506,7 @@ DOWNWARD_API_PROJECTION = _s("DownwardAPIProjection", [
 SERVICE_ACCOUNT_TOKEN_PROJECTION = _s("ServiceAccountTokenProjection", [
     Field("audience", STRING, 1, "audience is the intended audience of the token."),
     Field("expirationSeconds", INT64, 2, "expirationSeconds is the requested duration of validity of the service "
-          "account token.", default=3600),
+          "account token.", default=3600, pointer=True),
     Field("path", STRING, 3, "path is the path relative to the mount point of the file to project the token into.",
           required=True, keep_zero=True),
 ], "ServiceAccountTokenProjection represents a projected service account token volume.")
@@ -515,7 +525,7 @@ PROJECTED_VOLUME_SOURCE = _s("ProjectedVolumeSource", [
     Field("sources", ListOf(VOLUME_PROJECTION), 1, "sources is the list of volume projections.",
           list_type="atomic"),
     Field("defaultMode", INT32, 2, "defaultMode are the mode bits used to set permissions on created files by "
-          "default.", default=_DEFAULT_MODE),
+          "default.", default=_DEFAULT_MODE, pointer=True),
 ], "Represents a projected volume source")
 
 PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE = _s("PersistentVolumeClaimVolumeSource", [
@@ -569,7 +579,7 @@ VOLUME = _s("Volume", [
 NODE_SELECTOR_REQUIREMENT = _s("NodeSelectorRequirement", [
     Field("key", STRING, 1, "The label key that the selector applies to.", required=True, keep_zero=True),
     Field("operator", STRING, 2, "Represents a key's relationship to a set of values. Valid operators are In, "
-          "NotIn, Exists, DoesNotExist. Gt, and Lt.", required=True, keep_zero=True),
+          "NotIn, Exists, DoesNotExist. Gt, and Lt.", required=True, keep_zero=True, enum=NODE_SELECTOR_OPERATOR),
     Field("values", ListOf(STRING), 3, "An array of string values.", list_type="atomic"),
 ], "A node selector requirement is a selector that contains values, a key, and an operator that relates the key "
    "and values.")
@@ -652,11 +662,12 @@ TOLERATION = _s("Toleration", [
     Field("key", STRING, 1, "Key is the taint key that the toleration applies to. Empty means match all taint "
           "keys."),
     Field("operator", STRING, 2, "Operator represents a key's relationship to the value. Valid operators are "
-          "Exists and Equal. Defaults to Equal."),
+          "Exists and Equal. Defaults to Equal.", enum=TOLERATION_OPERATOR),
     Field("value", STRING, 3, "Value is the taint value the toleration matches to."),
-    Field("effect", STRING, 4, "Effect indicates the taint effect to match. Empty means match all taint effects."),
+    Field("effect", STRING, 4, "Effect indicates the taint effect to match. Empty means match all taint effects.",
+          enum=TAINT_EFFECT),
     Field("tolerationSeconds", INT64, 5, "TolerationSeconds represents the period of time the toleration (which "
-          "must be of effect NoExecute, otherwise this field is ignored) tolerates the taint."),
+          "must be of effect NoExecute, otherwise this field is ignored) tolerates the taint.", pointer=True),
 ], "The pod this Toleration is attached to tolerates any taint that matches the triple <key,value,effect> using "
    "the matching operator <operator>.")
 
@@ -665,13 +676,14 @@ TOPOLOGY_SPREAD_CONSTRAINT = _s("TopologySpreadConstraint", [
           required=True, keep_zero=True),
     Field("topologyKey", STRING, 2, "TopologyKey is the key of node labels.", required=True, keep_zero=True),
     Field("whenUnsatisfiable", STRING, 3, "WhenUnsatisfiable indicates how to deal with a pod if it doesn't "
-          "satisfy the spread constraint.", required=True, keep_zero=True),
+          "satisfy the spread constraint.", required=True, keep_zero=True, enum=UNSATISFIABLE_CONSTRAINT_ACTION),
     Field("labelSelector", LABEL_SELECTOR, 4, "LabelSelector is used to find matching pods."),
-    Field("minDomains", INT32, 5, "MinDomains indicates a minimum number of eligible domains."),
+    Field("minDomains", INT32, 5, "MinDomains indicates a minimum number of eligible domains.", pointer=True),
     Field("nodeAffinityPolicy", STRING, 6, "NodeAffinityPolicy indicates how we will treat Pod's "
-          "nodeAffinity/nodeSelector when calculating pod topology spread skew."),
+          "nodeAffinity/nodeSelector when calculating pod topology spread skew.", pointer=True,
+          enum=NODE_INCLUSION_POLICY),
     Field("nodeTaintsPolicy", STRING, 7, "NodeTaintsPolicy indicates how we will treat node taints when "
-          "calculating pod topology spread skew."),
+          "calculating pod topology spread skew.", pointer=True, enum=NODE_INCLUSION_POLICY),
     Field("matchLabelKeys", ListOf(STRING), 8, "MatchLabelKeys is a set of pod label keys to select the pods over "
           "which spreading will be calculated.", list_type="atomic"),
 ], "TopologySpreadConstraint specifies how to spread matching pods among the given topology.")
@@ -680,7 +692,7 @@ TOPOLOGY_SPREAD_CONSTRAINT = _s("TopologySpreadConstraint", [
 
 POD_DNS_CONFIG_OPTION = _s("PodDNSConfigOption", [
     Field("name", STRING, 1, "Name is this DNS resolver option's name. Required."),
-    Field("value", STRING, 2, "Value is this DNS resolver option's value."),
+    Field("value", STRING, 2, "Value is this DNS resolver option's value.", pointer=True),
 ], "PodDNSConfigOption defines DNS resolver options of a pod.")
 
 POD_DNS_CONFIG = _s("PodDNSConfig", [
@@ -709,23 +721,23 @@ POD_SECURITY_CONTEXT = _s("PodSecurityContext", [
     Field("seLinuxOptions", SE_LINUX_OPTIONS, 1, "The SELinux context to be applied to all containers."),
     Field("windowsOptions", WINDOWS_SECURITY_CONTEXT_OPTIONS, 8, "The Windows specific settings applied to all "
           "containers."),
-    Field("runAsUser", INT64, 2, "The UID to run the entrypoint of the container process."),
-    Field("runAsGroup", INT64, 6, "The GID to run the entrypoint of the container process."),
-    Field("runAsNonRoot", BOOL, 3, "Indicates that the container must run as a non-root user."),
+    Field("runAsUser", INT64, 2, "The UID to run the entrypoint of the container process.", pointer=True),
+    Field("runAsGroup", INT64, 6, "The GID to run the entrypoint of the container process.", pointer=True),
+    Field("runAsNonRoot", BOOL, 3, "Indicates that the container must run as a non-root user.", pointer=True),
     Field("supplementalGroups", ListOf(INT64), 4, "A list of groups applied to the first process run in each "
           "container, in addition to the container's primary GID and fsGroup (if specified).", list_type="atomic"),
     Field("supplementalGroupsPolicy", STRING, 12, "Defines how supplemental groups of the first container "
-          "processes are calculated."),
-    Field("fsGroup", INT64, 5, "A special supplemental group that applies to all containers in a pod."),
+          "processes are calculated.", pointer=True, enum=SUPPLEMENTAL_GROUPS_POLICY),
+    Field("fsGroup", INT64, 5, "A special supplemental group that applies to all containers in a pod.", pointer=True),
     Field("sysctls", ListOf(SYSCTL), 7, "Sysctls hold a list of namespaced sysctls used for the pod.",
           list_type="atomic"),
     Field("fsGroupChangePolicy", STRING, 9, "fsGroupChangePolicy defines behavior of changing ownership and "
-          "permission of the volume before being exposed inside Pod."),
+          "permission of the volume before being exposed inside Pod.", pointer=True, enum=POD_FS_GROUP_CHANGE_POLICY),
     Field("seccompProfile", SECCOMP_PROFILE, 10, "The seccomp options to use by the containers in this pod."),
     Field("appArmorProfile", APP_ARMOR_PROFILE, 11, "appArmorProfile is the AppArmor options to use by the "
           "containers in this pod."),
     Field("seLinuxChangePolicy", STRING, 13, "seLinuxChangePolicy defines how the container's SELinux label is "
-          "applied to all volumes used by the Pod."),
+          "applied to all volumes used by the Pod.", pointer=True),
 ], "PodSecurityContext holds pod-level security attributes and common container settings.")
 
 POD_OS = _s("PodOS", [
@@ -742,9 +754,9 @@ POD_RESOURCE_CLAIM = _s("PodResourceClaim", [
     Field("name", STRING, 1, "Name uniquely identifies this resource claim inside the pod. This must be a "
           "DNS_LABEL.", required=True, keep_zero=True),
     Field("resourceClaimName", STRING, 3, "ResourceClaimName is the name of a ResourceClaim object in the same "
-          "namespace as this pod."),
+          "namespace as this pod.", pointer=True),
     Field("resourceClaimTemplateName", STRING, 4, "ResourceClaimTemplateName is the name of a "
-          "ResourceClaimTemplate object in the same namespace as this pod."),
+          "ResourceClaimTemplate object in the same namespace as this pod.", pointer=True),
 ], "PodResourceClaim references exactly one ResourceClaim, either directly or by naming a ResourceClaimTemplate "
    "which is then turned into a ResourceClaim for the pod.")
 
@@ -773,13 +785,13 @@ POD_SPEC = _s("PodSpec", [
     Field("ephemeralContainers", ListOf(EPHEMERAL_CONTAINER), 34, "List of ephemeral containers run in this pod.",
           **_merge_list("name")),
     Field("restartPolicy", STRING, 3, "Restart policy for all containers within the pod. One of Always, "
-          "OnFailure, Never. Default to Always."),
+          "OnFailure, Never. Default to Always.", enum=RESTART_POLICY),
     Field("terminationGracePeriodSeconds", INT64, 4, "Optional duration in seconds the pod needs to terminate "
-          "gracefully. Defaults to 30 seconds."),
+          "gracefully. Defaults to 30 seconds.", pointer=True),
     Field("activeDeadlineSeconds", INT64, 5, "Optional duration in seconds the pod may be active on the node "
           "relative to StartTime before the system will actively try to mark it failed and kill associated "
-          "containers."),
-    Field("dnsPolicy", STRING, 6, 'Set DNS policy for the pod. Defaults to "ClusterFirst".'),
+          "containers.", pointer=True),
+    Field("dnsPolicy", STRING, 6, 'Set DNS policy for the pod. Defaults to "ClusterFirst".', enum=DNS_POLICY),
     Field("nodeSelector", MapOf(STRING), 7, "NodeSelector is a selector which must be true for the pod to fit on a "
           "node."),
     Field("serviceAccountName", STRING, 8, "ServiceAccountName is the name of the ServiceAccount to use to run "
@@ -787,13 +799,13 @@ POD_SPEC = _s("PodSpec", [
     Field("serviceAccount", STRING, 9, "DeprecatedServiceAccount is a deprecated alias for ServiceAccountName. "
           "Deprecated: Use serviceAccountName instead."),
     Field("automountServiceAccountToken", BOOL, 21, "AutomountServiceAccountToken indicates whether a service "
-          "account token should be automatically mounted."),
+          "account token should be automatically mounted.", pointer=True),
     Field("nodeName", STRING, 10, "NodeName indicates in which node this pod is scheduled."),
     Field("hostNetwork", BOOL, 11, "Host networking requested for this pod. Use the host's network namespace."),
     Field("hostPID", BOOL, 12, "Use the host's pid namespace. Optional: Default to false."),
     Field("hostIPC", BOOL, 13, "Use the host's ipc namespace. Optional: Default to false."),
     Field("shareProcessNamespace", BOOL, 27, "Share a single process namespace between all of the containers in a "
-          "pod."),
+          "pod.", pointer=True),
     Field("securityContext", POD_SECURITY_CONTEXT, 14, "SecurityContext holds pod-level security attributes and "
           "common container settings. Optional: Defaults to empty."),
     Field("imagePullSecrets", ListOf(LOCAL_OBJECT_REFERENCE), 15, "ImagePullSecrets is an optional list of "
@@ -809,26 +821,26 @@ POD_SPEC = _s("PodSpec", [
           "injected into the pod's hosts file if specified.", **_merge_list("ip")),
     Field("priorityClassName", STRING, 24, "If specified, indicates the pod's priority."),
     Field("priority", INT32, 25, "The priority value. Various system components use this field to find the "
-          "priority of the pod."),
+          "priority of the pod.", pointer=True),
     Field("dnsConfig", POD_DNS_CONFIG, 26, "Specifies the DNS parameters of a pod."),
     Field("readinessGates", ListOf(POD_READINESS_GATE), 28, "If specified, all readiness gates will be evaluated "
           "for pod readiness.", list_type="atomic"),
     Field("runtimeClassName", STRING, 29, "RuntimeClassName refers to a RuntimeClass object in the node.k8s.io "
-          "group, which should be used to run this pod."),
+          "group, which should be used to run this pod.", pointer=True),
     Field("enableServiceLinks", BOOL, 30, "EnableServiceLinks indicates whether information about services should "
           "be injected into pod's environment variables, matching the syntax of Docker links. Optional: Defaults "
-          "to true."),
+          "to true.", pointer=True),
     Field("preemptionPolicy", STRING, 31, "PreemptionPolicy is the Policy for preempting pods with lower "
-          "priority. One of Never, PreemptLowerPriority."),
+          "priority. One of Never, PreemptLowerPriority.", pointer=True, enum=PREEMPTION_POLICY),
     Field("overhead", MapOf(QUANTITY), 32, "Overhead represents the resource overhead associated with running a "
           "pod for a given RuntimeClass."),
     Field("topologySpreadConstraints", ListOf(TOPOLOGY_SPREAD_CONSTRAINT), 33, "TopologySpreadConstraints "
           "describes how a group of pods ought to spread across topology domains.",
           **_merge_list("topologyKey", "topologyKey", "whenUnsatisfiable")),
     Field("setHostnameAsFQDN", BOOL, 35, "If true the pod's hostname will be configured as the pod's FQDN, rather "
-          "than the leaf name (the default)."),
+          "than the leaf name (the default).", pointer=True),
     Field("os", POD_OS, 36, "Specifies the OS of the containers in the pod."),
-    Field("hostUsers", BOOL, 37, "Use the host's user namespace. Optional: Default to true."),
+    Field("hostUsers", BOOL, 37, "Use the host's user namespace. Optional: Default to true.", pointer=True),
     Field("schedulingGates", ListOf(POD_SCHEDULING_GATE), 38, "SchedulingGates is an opaque list of values that if "
           "specified will block scheduling the pod.", **_merge_list("name")),
     Field("resourceClaims", ListOf(POD_RESOURCE_CLAIM), 39, "ResourceClaims defines which ResourceClaims must be "
@@ -908,7 +920,7 @@ VOLUME_MOUNT_STATUS = _s("VolumeMountStatus", [
           keep_zero=True),
     Field("readOnly", BOOL, 3, "ReadOnly corresponds to the original VolumeMount."),
     Field("recursiveReadOnly", STRING, 4, "RecursiveReadOnly must be set to Disabled, Enabled, or unspecified (for "
-          "non-readonly mounts)."),
+          "non-readonly mounts).", pointer=True),
 ], "VolumeMountStatus shows status of volume mounts.")
 
 CONTAINER_STATUS = _s("ContainerStatus", [
@@ -928,7 +940,7 @@ CONTAINER_STATUS = _s("ContainerStatus", [
     Field("containerID", STRING, 8, "ContainerID is the ID of the container in the format "
           "'<type>://<container_id>'."),
     Field("started", BOOL, 9, "Started indicates whether the container has finished its postStart lifecycle hook "
-          "and passed its startup probe."),
+          "and passed its startup probe.", pointer=True),
     Field("allocatedResources", MapOf(QUANTITY), 10, "AllocatedResources represents the compute resources "
           "allocated for this container by the node."),
     Field("resources", RESOURCE_REQUIREMENTS, 11, "Resources represents the compute resource requests and limits "
@@ -952,7 +964,7 @@ POD_RESOURCE_CLAIM_STATUS = _s("PodResourceClaimStatus", [
     Field("name", STRING, 1, "Name uniquely identifies this resource claim inside the pod.", required=True,
           keep_zero=True),
     Field("resourceClaimName", STRING, 2, "ResourceClaimName is the name of the ResourceClaim that was generated "
-          "for the Pod in the namespace of the Pod."),
+          "for the Pod in the namespace of the Pod.", pointer=True),
 ], "PodResourceClaimStatus is stored in the PodStatus for each PodResourceClaim which references a "
    "ResourceClaimTemplate.")
 
@@ -960,7 +972,7 @@ POD_STATUS = _s("PodStatus", [
     Field("observedGeneration", INT64, 17, "If set, this represents the .metadata.generation that the pod status "
           "was set based upon."),
     Field("phase", STRING, 1, "The phase of a Pod is a simple, high-level summary of where the Pod is in its "
-          "lifecycle."),
+          "lifecycle.", enum=POD_PHASE),
     Field("conditions", ListOf(POD_CONDITION), 2, "Current service state of pod.", **_merge_list("type")),
     Field("message", STRING, 3, "A human readable message indicating details about why the pod is in this "
           "condition."),
@@ -983,7 +995,7 @@ POD_STATUS = _s("PodStatus", [
     Field("containerStatuses", ListOf(CONTAINER_STATUS), 8, "Statuses of containers in this pod.",
           list_type="atomic"),
     Field("qosClass", STRING, 9, "The Quality of Service (QOS) classification assigned to the pod based on "
-          "resource requirements"),
+          "resource requirements", enum=POD_QOS_CLASS),
     Field("ephemeralContainerStatuses", ListOf(CONTAINER_STATUS), 13, "Statuses for any ephemeral containers that "
           "have run in this pod.", list_type="atomic"),
     Field("resize", STRING, 14, "Status of resources resize desired for pod's containers."),
@@ -1317,8 +1329,7 @@ def _projected(src: Obj, path: str) -> Errs:
     return errs
 
 
-_HOST_PATH_TYPES = ["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate",
-                    "Socket"]
+_HOST_PATH_TYPES = sorted(HOST_PATH_TYPE)
 
 
 def _volume_source(v: Obj, path: str) -> Errs:
@@ -1526,7 +1537,7 @@ def _env_from(sources: list[Obj], path: str) -> Errs:
     return errs
 
 
-_PROTOCOLS = ["SCTP", "TCP", "UDP"]
+_PROTOCOLS = sorted(PROTOCOL)
 
 
 def _ports(ports: list[Obj], path: str) -> Errs:
@@ -1556,7 +1567,7 @@ def _ports(ports: list[Obj], path: str) -> Errs:
     return errs
 
 
-_MOUNT_PROPAGATIONS = ["Bidirectional", "HostToContainer", "None"]
+_MOUNT_PROPAGATIONS = sorted(MOUNT_PROPAGATION_MODE)
 
 
 def _volume_mounts(c: Obj, volumes: dict[str, Obj], path: str) -> Errs:
@@ -1650,7 +1661,7 @@ def validate_resource_requirements(res: Obj, path: str) -> Errs:
 
 _MAX_ID = 2147483647
 _ID_RANGE = f"must be between 0 and {_MAX_ID}, inclusive"
-_SECCOMP_TYPES = ["Localhost", "RuntimeDefault", "Unconfined"]
+_SECCOMP_TYPES = sorted(SECCOMP_PROFILE_TYPE)
 
 
 def _ids(sc: Obj, keys: tuple[str, ...], path: str) -> Errs:
@@ -1683,8 +1694,8 @@ def _container_security_context(sc: Obj | None, path: str) -> Errs:
     return errs + _seccomp(sc.get("seccompProfile"), f"{path}.seccompProfile")
 
 
-_PULL_POLICIES = ["Always", "IfNotPresent", "Never"]
-_MESSAGE_POLICIES = ["File", "FallbackToLogsOnError"]
+_PULL_POLICIES = sorted(PULL_POLICY)
+_MESSAGE_POLICIES = list(TERMINATION_MESSAGE_POLICY)  # upstream's declaration order
 
 
 def _container_common(c: Obj, volumes: dict[str, Obj], path: str) -> Errs:
@@ -1900,7 +1911,7 @@ def _affinity(affinity: Obj | None, path: str) -> Errs:
     return errs
 
 
-_TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
+_TAINT_EFFECTS = list(TAINT_EFFECT)  # upstream's declaration order
 
 
 def validate_tolerations(tolerations: list[Obj], path: str) -> Errs:
@@ -2018,8 +2029,9 @@ def _dns_config(spec: Obj, path: str) -> Errs:
     return errs
 
 
-_RESTART_POLICIES = ["Always", "OnFailure", "Never"]
-_DNS_POLICIES = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
+# validation lists these in upstream's declaration order
+_RESTART_POLICIES = list(RESTART_POLICY)
+_DNS_POLICIES = list(DNS_POLICY)
 
 
 def _choice(obj: Obj, key: str, supported: list[str], path: str) -> Errs:

@@ -151,7 +151,7 @@ REPLICA_SET_CONDITION = Struct("io.k8s.api.apps.v1.ReplicaSetCondition", [
 REPLICA_SET_SPEC = Struct("io.k8s.api.apps.v1.ReplicaSetSpec", [
     Field("replicas", INT32, 1,
           "Replicas is the number of desired pods. This is a pointer to distinguish between explicit zero and "
-          "unspecified. Defaults to 1.", default=1),
+          "unspecified. Defaults to 1.", default=1, pointer=True),
     Field("minReadySeconds", INT32, 4,
           "Minimum number of seconds for which a newly created pod should be ready without any of its container "
           "crashing, for it to be considered available. Defaults to 0 (pod will be considered available as soon as "
@@ -176,7 +176,8 @@ REPLICA_SET_STATUS = Struct("io.k8s.api.apps.v1.ReplicaSetStatus", [
     Field("availableReplicas", INT32, 5,
           "The number of available non-terminating pods (ready for at least minReadySeconds) for this replica set."),
     Field("terminatingReplicas", INT32, 7,
-          "The number of terminating pods (have a non-null .metadata.deletionTimestamp) for this replica set."),
+          "The number of terminating pods (have a non-null .metadata.deletionTimestamp) for this replica set.",
+          pointer=True),
     Field("observedGeneration", INT64, 3,
           "ObservedGeneration reflects the generation of the most recently observed ReplicaSet."),
     Field("conditions", ListOf(REPLICA_SET_CONDITION), 6, _CONDITIONS_DOC, merge_key="type",

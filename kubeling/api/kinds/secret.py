@@ -28,7 +28,7 @@ _TYPE_DOC = ("Used to facilitate programmatic handling of secret data. More info
 
 SECRET = top_level("io.k8s.api.core.v1.Secret", [
     Field("immutable", BOOL, 5, "Immutable, if set to true, ensures that data stored in the Secret cannot be "
-                                "updated (only object metadata can be modified)."),
+                                "updated (only object metadata can be modified).", pointer=True),
     Field("data", MapOf(BYTES), 2, _DATA_DOC),
     Field("stringData", MapOf(STRING), 4, "stringData allows specifying non-binary secret data in string form. It "
           "is provided as a write-only input field for convenience. All keys and values are merged into the data "

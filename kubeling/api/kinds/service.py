@@ -11,6 +11,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ..enums import (
+    IP_FAMILY, IP_FAMILY_POLICY, PROTOCOL, SERVICE_AFFINITY, SERVICE_EXTERNAL_TRAFFIC_POLICY,
+    SERVICE_INTERNAL_TRAFFIC_POLICY, SERVICE_TYPE,
+)
 from ..errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from ..meta import CONDITION, list_of, top_level
 from ..printers import selector_string
@@ -25,11 +29,11 @@ from .namespace import AGE_COLUMN, NAME_COLUMN, go_quote, go_strings, go_valued,
 
 Obj = dict[str, Any]
 
-TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
-AFFINITIES = ["ClientIP", "None"]
-TRAFFIC_POLICIES = ["Cluster", "Local"]
-IP_FAMILIES = ["IPv4", "IPv6"]
-IP_FAMILY_POLICIES = ["PreferDualStack", "RequireDualStack", "SingleStack"]
+TYPES = sorted(SERVICE_TYPE)
+AFFINITIES = sorted(SERVICE_AFFINITY)
+TRAFFIC_POLICIES = sorted(SERVICE_EXTERNAL_TRAFFIC_POLICY)
+IP_FAMILIES = sorted(f for f in IP_FAMILY if f)  # "" (unknown) is not a family a Service may ask for
+IP_FAMILY_POLICIES = sorted(IP_FAMILY_POLICY)
 TRAFFIC_DISTRIBUTIONS = ["PreferClose"]
 DEFAULT_AFFINITY_SECONDS = 10800
 MAX_AFFINITY_SECONDS = 86400
@@ -38,7 +42,7 @@ MAX_AFFINITY_SECONDS = 86400
 
 CLIENT_IP_CONFIG = Struct("io.k8s.api.core.v1.ClientIPConfig", [
     Field("timeoutSeconds", INT32, 1,
-          "timeoutSeconds specifies the seconds of ClientIP type session sticky time."),
+          "timeoutSeconds specifies the seconds of ClientIP type session sticky time.", pointer=True),
 ], doc="ClientIPConfig represents the configurations of Client IP based session affinity.")
 
 SESSION_AFFINITY_CONFIG = Struct("io.k8s.api.core.v1.SessionAffinityConfig", [
@@ -51,9 +55,7 @@ SERVICE_PORT = Struct("io.k8s.api.core.v1.ServicePort", [
           "a ServiceSpec must have unique names. When considering the endpoints for a Service, this must match the "
           "'name' field in the EndpointPort. Optional if only one ServicePort is defined on this service."),
     Field("protocol", STRING, 2, "The IP protocol for this port. Supports \"TCP\", \"UDP\", and \"SCTP\". "
-                                 "Default is TCP.\n\nPossible enum values:\n - `\"SCTP\"` is the SCTP protocol.\n"
-                                 " - `\"TCP\"` is the TCP protocol.\n - `\"UDP\"` is the UDP protocol.",
-          default="TCP"),
+                                 "Default is TCP.", default="TCP", enum=PROTOCOL),
     Field("appProtocol", STRING, 6, "The application protocol for this port. This is used as a hint for "
           "implementations to offer richer behavior for protocols that they understand. This field follows standard "
           "Kubernetes label syntax. Valid values are either:\n\n* Un-prefixed protocol names - reserved for IANA "
@@ -63,7 +65,7 @@ SERVICE_PORT = Struct("io.k8s.api.core.v1.ServicePort", [
           "  * 'kubernetes.io/ws'  - WebSocket over cleartext as described in https://www.rfc-editor.org/rfc/rfc6455\n"
           "  * 'kubernetes.io/wss' - WebSocket over TLS as described in https://www.rfc-editor.org/rfc/rfc6455\n\n"
           "* Other protocols should use implementation-defined prefixed names such as "
-          "mycompany.com/my-custom-protocol."),
+          "mycompany.com/my-custom-protocol.", pointer=True),
     Field("port", INT32, 3, "The port that will be exposed by this service.", required=True, keep_zero=True),
     Field("targetPort", INT_OR_STRING, 4,
           "Number or name of the port to access on the pods targeted by the service. Number must be in the range 1 "
@@ -125,9 +127,10 @@ SERVICE_SPEC = Struct("io.k8s.api.core.v1.ServiceSpec", [
     Field("clusterIPs", ListOf(STRING), 18,
           "ClusterIPs is a list of IP addresses assigned to this service, and are usually assigned randomly.",
           list_type="atomic"),
-    Field("type", STRING, 4, _TYPE_DOC),
+    Field("type", STRING, 4, _TYPE_DOC, enum=SERVICE_TYPE),
     Field("externalIPs", ListOf(STRING), 5, _EXTERNAL_IPS_DOC, list_type="atomic"),
-    Field("sessionAffinity", STRING, 7, "Supports \"ClientIP\" and \"None\". Used to maintain session affinity."),
+    Field("sessionAffinity", STRING, 7, "Supports \"ClientIP\" and \"None\". Used to maintain session affinity.",
+          enum=SERVICE_AFFINITY),
     Field("loadBalancerIP", STRING, 8, "Only applies to Service Type: LoadBalancer."),
     Field("loadBalancerSourceRanges", ListOf(STRING), 9, "If specified and supported by the platform, this will "
           "restrict traffic through the cloud-provider load-balancer will be restricted to the specified client "
@@ -136,7 +139,7 @@ SERVICE_SPEC = Struct("io.k8s.api.core.v1.ServiceSpec", [
           "return as an alias for this service (e.g. a DNS CNAME record)."),
     Field("externalTrafficPolicy", STRING, 11, "externalTrafficPolicy describes how nodes distribute service "
           "traffic they receive on one of the Service's \"externally-facing\" addresses (NodePorts, ExternalIPs, "
-          "and LoadBalancer IPs)."),
+          "and LoadBalancer IPs).", enum=SERVICE_EXTERNAL_TRAFFIC_POLICY),
     Field("healthCheckNodePort", INT32, 12, "healthCheckNodePort specifies the healthcheck nodePort for the "
           "service."),
     Field("publishNotReadyAddresses", BOOL, 13, "publishNotReadyAddresses indicates that any agent which deals "
@@ -144,32 +147,32 @@ SERVICE_SPEC = Struct("io.k8s.api.core.v1.ServiceSpec", [
     Field("sessionAffinityConfig", SESSION_AFFINITY_CONFIG, 14,
           "sessionAffinityConfig contains the configurations of session affinity."),
     Field("ipFamilies", ListOf(STRING), 19, "IPFamilies is a list of IP families (e.g. IPv4, IPv6) assigned to "
-          "this service.", list_type="atomic"),
+          "this service.", list_type="atomic", enum=IP_FAMILY),
     Field("ipFamilyPolicy", STRING, 17, "IPFamilyPolicy represents the dual-stack-ness requested or required by "
-          "this Service."),
+          "this Service.", pointer=True, enum=IP_FAMILY_POLICY),
     Field("allocateLoadBalancerNodePorts", BOOL, 20, "allocateLoadBalancerNodePorts defines if NodePorts will be "
-          "automatically allocated for services with type LoadBalancer."),
+          "automatically allocated for services with type LoadBalancer.", pointer=True),
     Field("loadBalancerClass", STRING, 21, "loadBalancerClass is the class of the load balancer implementation "
-          "this Service belongs to."),
+          "this Service belongs to.", pointer=True),
     Field("internalTrafficPolicy", STRING, 22, "InternalTrafficPolicy describes how nodes distribute service "
-          "traffic they receive on the ClusterIP."),
+          "traffic they receive on the ClusterIP.", pointer=True, enum=SERVICE_INTERNAL_TRAFFIC_POLICY),
     Field("trafficDistribution", STRING, 23, "TrafficDistribution offers a way to express preferences for how "
-          "traffic is distributed to Service endpoints."),
+          "traffic is distributed to Service endpoints.", pointer=True),
 ], doc="ServiceSpec describes the attributes that a user creates on a service.")
 
 PORT_STATUS = Struct("io.k8s.api.core.v1.PortStatus", [
     Field("port", INT32, 1, "Port is the port number of the service port of which status is recorded here",
           required=True, keep_zero=True),
     Field("protocol", STRING, 2, "Protocol is the protocol of the service port of which status is recorded here",
-          required=True, keep_zero=True),
-    Field("error", STRING, 3, "Error is to record the problem with the service port"),
+          required=True, keep_zero=True, enum=PROTOCOL),
+    Field("error", STRING, 3, "Error is to record the problem with the service port", pointer=True),
 ], doc="PortStatus represents the error condition of a service port")
 
 LOAD_BALANCER_INGRESS = Struct("io.k8s.api.core.v1.LoadBalancerIngress", [
     Field("ip", STRING, 1, "IP is set for load-balancer ingress points that are IP based"),
     Field("hostname", STRING, 2, "Hostname is set for load-balancer ingress points that are DNS based"),
     Field("ipMode", STRING, 3, "IPMode specifies how the load-balancer IP behaves, and may only be specified when "
-                               "the ip field is specified."),
+                               "the ip field is specified.", pointer=True),
     Field("ports", ListOf(PORT_STATUS), 4, "Ports is a list of records of service ports", list_type="atomic"),
 ], doc="LoadBalancerIngress represents the status of a load-balancer ingress point: traffic intended for the "
        "service should be sent to an ingress point.")

@@ -32,7 +32,7 @@ SERVICE_ACCOUNT = top_level("io.k8s.api.core.v1.ServiceAccount", [
           list_type="atomic"),
     Field("automountServiceAccountToken", BOOL, 4, "AutomountServiceAccountToken indicates whether pods running as "
           "this service account should have an API token automatically mounted. Can be overridden at the pod "
-          "level."),
+          "level.", pointer=True),
 ], doc="ServiceAccount binds together: * a name, understood by users, and perhaps by peripheral systems, for an "
        "identity * a principal that can be authenticated and authorized * a set of secrets")
 

@@ -33,7 +33,7 @@ TOKEN_REQUEST = top_level("io.k8s.api.authentication.v1.TokenRequest", [
               required=True, list_type="atomic"),
         Field("expirationSeconds", INT64, 4, "ExpirationSeconds is the requested duration of validity of the request. "
               "The token issuer may return a token with a different validity duration so a client needs to check "
-              "the 'expiration' field in a response.", default=DEFAULT_EXPIRATION_SECONDS),
+              "the 'expiration' field in a response.", default=DEFAULT_EXPIRATION_SECONDS, pointer=True),
         Field("boundObjectRef", BOUND_OBJECT_REFERENCE, 3, "BoundObjectRef is a reference to an object that the "
               "token will be bound to. The token will only be valid for as long as the bound object exists. NOTE: "
               "The API server's TokenReview endpoint will validate the BoundObjectRef, but other audiences may not. "
