@@ -59,28 +59,34 @@ async def bootstrap(api: APIServer, advertise_ip: str, port: int) -> None:
     api.ready = True
 
 
-async def _reconcile_endpoints(api: APIServer, ip: str, port: int) -> None:
-    """The API server owns the `kubernetes` Service's endpoints, as upstream's
-    endpoint reconciler does."""
-    endpoints = _kind("", "v1", "endpoints")
-    want = {"apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": "kubernetes", "namespace": "default",
-                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-            "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
-
-    def put_endpoints(cur: dict[str, Any]) -> dict[str, Any]:
-        cur.update({k: v for k, v in want.items() if k != "metadata"})
-        cur.setdefault("metadata", {}).update(want["metadata"])
-        return cur
-
-    await api.crud.update(endpoints, "default", "kubernetes", put_endpoints, allow_create=True)
-    slices = _kind("discovery.k8s.io", "v1", "endpointslices")
+def kubernetes_endpoints(ip: str, port: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `kubernetes` Service's Endpoints and EndpointSlice for an API server at ip:port
+    (the Endpoints are not mirrored: the slice is written beside them, as upstream does)."""
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                 "metadata": {"name": "kubernetes", "namespace": "default",
+                              "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                 "subsets": [{"addresses": [{"ip": ip}],
+                              "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
     slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
               "metadata": {"name": "kubernetes", "namespace": "default",
                            "labels": {"kubernetes.io/service-name": "kubernetes"}},
               "addressType": "IPv4",
               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
               "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+    return endpoints, slice_
+
+
+async def _reconcile_endpoints(api: APIServer, ip: str, port: int) -> None:
+    """The API server owns the `kubernetes` Service's endpoints, as upstream's
+    endpoint reconciler does."""
+    want, slice_ = kubernetes_endpoints(ip, port)
+
+    def put_endpoints(cur: dict[str, Any]) -> dict[str, Any]:
+        cur.update({k: v for k, v in want.items() if k != "metadata"})
+        cur.setdefault("metadata", {}).update(want["metadata"])
+        return cur
+
+    await api.crud.update(_kind("", "v1", "endpoints"), "default", "kubernetes", put_endpoints, allow_create=True)
 
     def put_slice(cur: dict[str, Any]) -> dict[str, Any]:
         meta = cur.get("metadata") or {}
@@ -88,6 +94,7 @@ async def _reconcile_endpoints(api: APIServer, ip: str, port: int) -> None:
         out["metadata"] = {**meta, **slice_["metadata"]}
         return out
 
+    slices = _kind("discovery.k8s.io", "v1", "endpointslices")
     try:
         await api.crud.update(slices, "default", "kubernetes", put_slice)
     except errors.APIError as e:

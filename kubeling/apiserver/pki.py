@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CLUSTER_NAME = "kubeling"
@@ -64,7 +64,7 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -146,9 +146,12 @@ def ensure_pki(data_dir: Path, extra_sans: list[str] | None = None) -> PKI:
     wanted = {str(ipaddress.ip_address(i)) for i in ips} | dns
     if pki.serving_cert.exists() and pki.serving_key.exists():
         cert = x509.load_pem_x509_certificate(pki.serving_cert.read_bytes())
-        if wanted <= _sans_of(cert) and cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30):
+        if wanted <= _sans_of(cert) and isinstance(cert.public_key(), rsa.RSAPublicKey) and \
+                cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30):
             return pki
-    key = ec.generate_private_key(ec.SECP256R1())
+    # RSA, as kubeadm makes it: the small TLS stacks of in-cluster clients
+    # (busybox wget) know no ECDSA suites
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = dt.datetime.now(dt.timezone.utc)
     san = [x509.DNSName(d) for d in sorted(dns)] + [x509.IPAddress(ipaddress.ip_address(i)) for i in sorted(ips)]
     cert = (

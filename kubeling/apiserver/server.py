@@ -20,6 +20,15 @@ from .pki import ensure_pki, ensure_service_account_key, host_addresses, load_to
 
 log = logging.getLogger("kubeling.apiserver")
 
+#: TLS 1.2 suites as kube-apiserver offers them (Go's crypto/tls defaults).
+#: Security level 0 lets a TLS 1.2 client that names no signature algorithms
+#: (busybox wget) get the SHA-1 key-exchange signature the RFC defaults to, as
+#: Go answers it; clients that name algorithms still get what they name.
+GO_DEFAULT_CIPHERS = "@SECLEVEL=0:" + ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA"))
+
 
 @dataclass
 class ServerOptions:
@@ -93,6 +102,7 @@ async def start_server(opts: ServerOptions) -> RunningServer:
         if opts.tls:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(str(pki.serving_cert), str(pki.serving_key))
+            ctx.set_ciphers(GO_DEFAULT_CIPHERS)
             ctx.set_alpn_protocols(["http/1.1"])
         runner = web.AppRunner(api.app(), access_log=None, keepalive_timeout=120.0, shutdown_timeout=1.0)
         await runner.setup()

@@ -7,7 +7,7 @@ thread lives in the node's network namespace: the sockets it makes (the
 listeners, the forwarder's, the API connections of its informers) are the
 node's, so with `--node-netns` nothing it sends can leave that namespace.
 It reaches the API server there at the address `server` names (the node's
-loopback, which `portforward.NodeLoopbackForward` serves).
+loopback, which `portforward.APIServerForward` serves).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""The API server on a node's loopback: a port on 127.0.0.1 inside the node's
-network namespace whose connections are relayed, byte for byte (TLS passes
-through), to the API server in this process's namespace, as a kind node
-reaches its control plane on its own loopback.
+"""The API server on the node: ports in the node's network namespace whose
+connections are relayed, byte for byte (TLS passes through), to the API
+server where it listens, as a kind node reaches its control plane.
 
-`kubeling up --node-netns` needs it for what runs inside the node's
-namespace and talks to the API server: the cluster DNS server, whose
-sockets all belong to the node.
+`kubeling up` needs it twice. On the node's loopback (with --node-netns) for
+what runs inside the node's namespace and talks to the API server: the
+cluster DNS server, whose sockets all belong to the node. On the node's
+address for pods: it is the `kubernetes` Service's endpoint, which cannot
+be the loopback address the API server listens on.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from ..node.namespaces import in_netns_thread
 _CHUNK = 1 << 16
 
 
-def _listener(port: int) -> socket.socket:
+def _listener(address: str, port: int) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+        s.bind((address, port))
         s.listen(128)
         s.setblocking(False)
     except BaseException:
@@ -31,24 +32,28 @@ def _listener(port: int) -> socket.socket:
     return s
 
 
-class NodeLoopbackForward:
-    def __init__(self, netns_path: str, target_host: str, target_port: int) -> None:
+class APIServerForward:
+    def __init__(self, netns_path: str | None, target_host: str, target_port: int) -> None:
         self.netns_path = netns_path
         self.target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._relays: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
 
-    async def start(self, port: int) -> None:
-        """Listen on 127.0.0.1:`port` in the node's namespace (OSError when taken)."""
-        # A socket stays in the namespace it was made in, whichever thread uses it.
-        sock = await asyncio.to_thread(in_netns_thread, self.netns_path, lambda: _listener(port))
-        self._server = await asyncio.start_server(self._accepted, sock=sock)
+    async def start(self, addresses: list[str], port: int) -> None:
+        """Listen on each address:`port` in the node's namespace (OSError when one is taken)."""
+        for address in addresses:
+            def listen(address: str = address) -> socket.socket:
+                return _listener(address, port)
+            # A socket stays in the namespace it was made in, whichever thread uses it.
+            sock = await asyncio.to_thread(in_netns_thread, self.netns_path, listen) if self.netns_path \
+                else await asyncio.to_thread(listen)
+            self._servers.append(await asyncio.start_server(self._accepted, sock=sock))
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
         # Closed connections end their relays (a cancelled connection handler
         # is an error to asyncio's stream server).
         for w in list(self._writers):

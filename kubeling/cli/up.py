@@ -70,14 +70,16 @@ COMPONENTS = ("kubeling.controllers.manager", "kubeling.client.events", "kubelin
               "kubeling.proxy.proxier", "kubeling.cli.nodedns", "kubeling.cli.portforward", "dns.query")
 
 
-def _kind(plural: str) -> Kind:
-    kind = lookup("", "v1", plural)
+def _kind(plural: str, group: str = "", version: str = "v1") -> Kind:
+    kind = lookup(group, version, plural)
     assert kind is not None, plural
     return kind
 
 
 NODES = _kind("nodes")
 PODS = _kind("pods")
+ENDPOINTS = _kind("endpoints")
+ENDPOINT_SLICES = _kind("endpointslices", "discovery.k8s.io")
 
 
 class UpError(Exception):
@@ -225,6 +227,19 @@ def _dns_answers(server: str, name: str) -> bool:
     except (dns.exception.DNSException, OSError):
         return False
     return answer.rcode() == dns.rcode.NOERROR and bool(answer.answer)
+
+
+async def _put(client: Client, kind: Kind, obj: Obj) -> None:
+    """Create obj, or replace what is there under its name."""
+    meta = obj["metadata"]
+    try:
+        await client.create(kind, obj)
+        return
+    except APIError as e:
+        if e.code != 409:
+            raise
+    current = await client.get(kind, meta["name"], meta.get("namespace"))
+    await client.update(kind, {**obj, "metadata": {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}})
 
 
 def _ready(node: Obj) -> bool:
@@ -440,16 +455,11 @@ class Cluster:
         assert self.client is not None and self.agent is not None
         node_ip = self.agent.network.node_ip
         await publish_endpoint_slice(self.client, self.opts.node_name, node_ip, kube_dns)
+        await self._forward_apiserver(node_ip)
+        port = self.connect[1]
+        server = f"https://127.0.0.1:{port}" if self.netns_path is not None else None
         # A node in its own namespace has no way out: nothing to forward to.
         # A node in the host's forwards what is not the cluster's as the host does.
-        server = None
-        if self.netns_path is not None:
-            from .portforward import NodeLoopbackForward
-
-            host, port = self.connect
-            self.forward = NodeLoopbackForward(self.netns_path, host, port)
-            await self.forward.start(port)
-            server = f"https://127.0.0.1:{port}"
         in_netns = self.netns_path is not None
         self.dns = NodeDNS(self.kubeconfig, self.netns_path, node_ip, upstreams=[] if in_netns else None,
                            resolv_conf=None if in_netns else "/etc/resolv.conf", server=server)
@@ -461,6 +471,30 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise UpError(f"the cluster DNS did not answer at {CLUSTER_DNS} after {START_TIMEOUT:.0f}s")
             await asyncio.sleep(0.02)
+
+    async def _forward_apiserver(self, node_ip: str) -> None:
+        """Make the API server reachable on the node: on its loopback for the
+        DNS server in the node's namespace, and at node_ip for pods, as the
+        `kubernetes` Service's endpoint (unless the API server listens there itself)."""
+        from ..apiserver.bootstrap import kubernetes_endpoints
+        from .portforward import APIServerForward
+
+        assert self.client is not None
+        host, port = self.connect
+        addresses = ["127.0.0.1"] if self.netns_path is not None else []
+        if self.netns_path is not None or ipaddress.ip_address(host).is_loopback:
+            addresses.append(node_ip)
+        if not addresses:
+            return
+        self.forward = APIServerForward(self.netns_path, host, port)
+        try:
+            await self.forward.start(addresses, port)
+        except OSError as e:
+            raise UpError(f"cannot listen on {addresses[-1]}:{port} on the node for the API server: "
+                          f"{e.strerror or e}") from None
+        if node_ip in addresses:
+            for kind, obj in zip((ENDPOINTS, ENDPOINT_SLICES), kubernetes_endpoints(node_ip, port)):
+                await _put(self.client, kind, obj)
 
     async def _on_node(self, fn: Callable[[], bool]) -> bool:
         if self.netns_path is None:

@@ -391,6 +391,20 @@ def test_curlpod_reaches_the_service_by_name_in_rotation(cluster: Cluster) -> No
     assert "canonical name = kubernetes.default.svc.cluster.local" in lookup, lookup
 
 
+def test_pods_reach_the_api_server(cluster: Cluster) -> None:
+    """Through the `kubernetes` Service, by name, as in-cluster clients do."""
+    k = cluster.kubectl()
+    endpoints = json.loads(k("get", "endpoints", "kubernetes", "-o", "json"))
+    [subset] = endpoints["subsets"]
+    node_ip = cluster.pod("curlpod")["status"]["hostIP"]
+    assert [a["ip"] for a in subset["addresses"]] == [node_ip]
+    version = k("exec", "curlpod", "--", "wget", "-q", "-O-", "--no-check-certificate",
+                "https://kubernetes.default.svc/version")
+    assert json.loads(version)["gitVersion"].startswith("v1."), version
+    env = k("exec", "curlpod", "--", "env")
+    assert "KUBERNETES_SERVICE_HOST=10.96.0.1\n" in env and "KUBERNETES_SERVICE_PORT=443\n" in env
+
+
 def test_exec_on_a_terminal(cluster: Cluster) -> None:
     d = kubectl_dir()
     assert d is not None
