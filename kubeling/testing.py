@@ -29,6 +29,8 @@ from typing import Iterator
 
 import yaml
 
+from .apiserver.pki import PKI
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -56,7 +58,7 @@ class Cluster:
         return str(cfg["users"][0]["user"]["token"])
 
     def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.data_dir / "pki" / "ca.crt"))
+        return ssl.create_default_context(cafile=str(PKI.of(self.data_dir).ca_cert))
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:

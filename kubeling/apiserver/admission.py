@@ -1,11 +1,10 @@
 """Admission: the checks and mutations between decoding and storage that are
 not part of a kind's schema (namespace lifecycle, LimitRanger, resource
-quota, pod service accounts and default tolerations, Service IP and port
-allocation)."""
+quota, pod service accounts and their token volumes, default tolerations,
+Service IP and port allocation)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from ..api import errors
@@ -17,12 +16,13 @@ from ..api.kinds.limitrange import (
 )
 from ..api.kinds.pod import default_toleration_seconds
 from ..api.kinds.resourcequota import RESOURCE_QUOTA_KIND
+from ..api.kinds.serviceaccount import SERVICE_ACCOUNT_KIND
 from ..api.quota import admit as charge_quotas
 from ..api.registry import Kind
 from .objects import ObjectStore, decode
+from .serviceaccounts import mount_service_account_token
 from .servicealloc import Allocation, ServiceAllocator
 from .servicealloc import prepare_update as prepare_service_update
-from .strategy import strategy_for
 
 Obj = dict[str, Any]
 
@@ -52,41 +52,45 @@ class Admission:
         self.services = services
         self.namespace_kind = namespace_kind
 
-    async def check_namespace(self, kind: Kind, obj: Obj) -> None:
-        """The admission of a create that needs the store: NamespaceLifecycle
-        (no new objects in missing or terminating namespaces), then LimitRanger
-        and ResourceQuota. The object store calls this before it validates, so
-        the plugins upstream runs on a validated object (LimitRanger's checks,
-        the quota charge) only act on an object that will pass validation."""
+    async def admit_create(self, kind: Kind, obj: Obj) -> None:
+        """The mutating admission of a create, before validation, in upstream's
+        plugin order: NamespaceLifecycle (no new objects in missing or
+        terminating namespaces), LimitRanger's defaults, ServiceAccount (the
+        pod's account and its token volume), default tolerations."""
         if not kind.namespaced:
             return
         await self._namespace_lifecycle(kind, obj)
+        if not _is_pod(kind):
+            return
+        default_pod_resources(await self._limit_ranges(obj["metadata"]["namespace"]), obj)
+        spec = obj.setdefault("spec", {})
+        if not spec.get("serviceAccountName"):
+            spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
+        spec["serviceAccount"] = spec["serviceAccountName"]
+        # A missing ServiceAccount is not refused, unlike upstream: the API
+        # server also runs alone (tests, `kubeling server`), with no controller
+        # to make the `default` one.
+        kv = await self.objects.get_kv(SERVICE_ACCOUNT_KIND, obj["metadata"]["namespace"], spec["serviceAccountName"])
+        mount_service_account_token(obj, decode(kv) if kv is not None else None)
+        default_toleration_seconds(obj, self.toleration_seconds)
+
+    async def validate_create(self, kind: Kind, obj: Obj, dry_run: bool) -> None:
+        """The validating admission of a create, on the validated object:
+        LimitRanger's limits, then ResourceQuota (a dry run is checked, not charged)."""
+        if not kind.namespaced:
+            return
         ns = obj["metadata"]["namespace"]
-        limit_ranges = [decode(kv) for kv in (await self.objects.list(LIMIT_RANGE_KIND, ns)).items] \
-            if _is_pod(kind) else []
-        default_pod_resources(limit_ranges, obj)
-        quotas = (await self.objects.list(RESOURCE_QUOTA_KIND, ns)).items
-        if not limit_ranges and not quotas:
-            return
-        if not self._would_validate(kind, obj):
-            return
-        for lr in limit_ranges:
+        for lr in await self._limit_ranges(ns) if _is_pod(kind) else []:
             violations = pod_violations(lr, obj)
             if violations:
                 raise _forbidden(kind, obj, aggregate(violations))
-        if quotas:
-            await self._charge_quotas(kind, obj)
+        if (await self.objects.list(RESOURCE_QUOTA_KIND, ns)).items:
+            await self._charge_quotas(kind, obj, dry_run)
 
-    def _would_validate(self, kind: Kind, obj: Obj) -> bool:
-        """Whether the object, once the rest of create has prepared it, passes validation."""
-        if kind.validate is None:
-            return True
-        probe = copy.deepcopy(obj)
-        self.mutate_create(kind, probe)
-        strategy_for(kind.group, kind.kind).prepare_create(probe)
-        return not kind.validate(probe, None)
+    async def _limit_ranges(self, namespace: str) -> list[Obj]:
+        return [decode(kv) for kv in (await self.objects.list(LIMIT_RANGE_KIND, namespace)).items]
 
-    async def _charge_quotas(self, kind: Kind, obj: Obj) -> None:
+    async def _charge_quotas(self, kind: Kind, obj: Obj, dry_run: bool) -> None:
         """ResourceQuota admission: reject what would exceed a quota, else record
         the object's use in the quotas' status.used before it is stored. A quota
         another writer changed meanwhile is read again and charged again; the
@@ -105,6 +109,8 @@ class Admission:
             updated, why = charge_quotas(kind, obj, quotas)
             if why:
                 raise _forbidden(kind, obj, why)
+            if dry_run:
+                return
             conflict = None
             for quota in updated:
                 name = quota["metadata"]["name"]
@@ -137,14 +143,6 @@ class Admission:
                              "message": f"namespace {ns} is being terminated",
                              "field": "metadata.namespace"}]},
             )
-
-    def mutate_create(self, kind: Kind, obj: Obj) -> None:
-        if kind.group == "" and kind.kind == "Pod":
-            spec = obj.setdefault("spec", {})
-            if not spec.get("serviceAccountName"):
-                spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
-            spec["serviceAccount"] = spec["serviceAccountName"]
-            default_toleration_seconds(obj, self.toleration_seconds)
 
     def allocate_create(self, kind: Kind, obj: Obj) -> Allocation | None:
         if kind.group == "" and kind.kind == "Service":

@@ -75,14 +75,14 @@ class Objects:
         if kind.has_status and strategy.reset_status_on_create:
             obj["status"] = strategy.initial_status(obj)
         apply_defaults(kind.schema, obj)
-        await self.admission.check_namespace(kind, obj)
-        self.admission.mutate_create(kind, obj)
+        await self.admission.admit_create(kind, obj)
         strategy.prepare_create(obj)
         if strategy.generation_keys:
             meta["generation"] = 1
         errs = kind.validate(obj, None) if kind.validate else []
         if errs:
             raise errors.invalid_object(kind.kind, kind.group, meta.get("name", ""), errs)
+        await self.admission.validate_create(kind, obj, dry_run)
         allocation = self.admission.allocate_create(kind, obj)
         if dry_run:
             self.admission.rollback(allocation)

@@ -29,6 +29,11 @@ ADMIN_USER = "kubeling-admin"
 class PKI:
     dir: Path
 
+    @classmethod
+    def of(cls, data_dir: Path) -> PKI:
+        """The PKI of an API server's data dir."""
+        return cls(data_dir / "pki")
+
     @property
     def ca_cert(self) -> Path:
         return self.dir / "ca.crt"
@@ -136,7 +141,7 @@ def _sans_of(cert: x509.Certificate) -> set[str]:
 def ensure_pki(data_dir: Path, extra_sans: list[str] | None = None) -> PKI:
     """Create (or reuse) the CA and a serving certificate covering
     127.0.0.1, localhost, this host's addresses and `extra_sans`."""
-    pki = PKI(data_dir / "pki")
+    pki = PKI.of(data_dir)
     pki.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_cert, ca_key = _ensure_ca(pki)
     ips = set(host_addresses()) | {s for s in (extra_sans or []) if _is_ip(s)}

@@ -5,6 +5,7 @@ the ServiceAccount and the object a token is bound to still exist."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from typing import Any
 
@@ -103,3 +104,49 @@ class ServiceAccountAuthenticator:
             return None
         return obj
 
+
+
+# ---------------------------------------------------------------- the ServiceAccount admission plugin's token volume
+
+TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: the kubelet refreshes the token; upstream asks for an hour and 7 s, a value no user picks
+TOKEN_EXPIRATION_SECONDS = 3607
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # utilrand.String's: no vowels, no look-alikes
+
+
+def token_volume(name: str) -> Obj:
+    """The projected `kube-api-access-*` volume: token, cluster CA, namespace."""
+    return {"name": name, "projected": {"defaultMode": 0o644, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}}
+
+
+def mount_service_account_token(pod: Obj, service_account: Obj | None) -> None:
+    """Give every container of a new pod the service account token volume at
+    TOKEN_MOUNT_PATH, unless the pod or its ServiceAccount opts out or a
+    container mounts something there already."""
+    spec = pod.setdefault("spec", {})
+    automount = spec.get("automountServiceAccountToken")
+    if automount is None and service_account is not None:
+        automount = service_account.get("automountServiceAccountToken")
+    if automount is False:
+        return
+    containers = [c for key in ("initContainers", "containers") for c in spec.get(key) or []]
+    needing = [c for c in containers
+               if not any(m.get("mountPath") == TOKEN_MOUNT_PATH for m in c.get("volumeMounts") or [])]
+    if not needing:
+        return
+    taken = {v.get("name") for v in spec.get("volumes") or []}
+    name = _unused_name(taken)
+    spec.setdefault("volumes", []).append(token_volume(name))
+    for c in needing:
+        c.setdefault("volumeMounts", []).append({"name": name, "readOnly": True, "mountPath": TOKEN_MOUNT_PATH})
+
+
+def _unused_name(taken: set[str | None]) -> str:
+    while (name := "kube-api-access-" + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))) in taken:
+        pass
+    return name

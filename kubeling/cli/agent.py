@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..apiserver.pki import PKI
 from .common import DEFAULT_DATA_DIR, CLIError
 from .image import add_registry_arguments, registry_config
 
@@ -30,7 +31,7 @@ def _config(args: argparse.Namespace) -> AgentConfig:
         cluster_dns=[s.strip() for s in args.cluster_dns.split(",") if s.strip()],
         cluster_domain=args.cluster_domain, resolv_conf=args.resolv_conf, registry=registry_config(args),
         address=args.address, port=args.port,
-        pki_dir=Path(args.pki_dir) if args.pki_dir else kubeconfig.resolve().parent / "pki",
+        pki_dir=Path(args.pki_dir) if args.pki_dir else PKI.of(kubeconfig.resolve().parent).dir,
         max_pods=args.max_pods)
 
 

@@ -44,6 +44,7 @@ import aiohttp
 
 from ..api.errors import APIError
 from ..api.registry import Kind, lookup
+from ..apiserver.pki import PKI
 from ..client.rest import Client
 from .kubeconfig import KubeconfigError, Target, merge_into
 
@@ -281,8 +282,10 @@ class Cluster:
 
         self.client = await Client.from_kubeconfig(self.kubeconfig, user_agent="kubeling")
         kube_dns = await self._ensure_kube_dns() if opts.simulated_nodes is None else None
+        root_ca = await asyncio.to_thread(PKI.of(self.data_dir).ca_cert.read_text)
         self.manager = ControllerManager(self.client, ManagerOptions(
-            node_monitor_grace_period=opts.node_monitor_grace_period, simulated_nodes=opts.simulated_nodes or 0))
+            node_monitor_grace_period=opts.node_monitor_grace_period, simulated_nodes=opts.simulated_nodes or 0,
+            root_ca=root_ca))
         self.tasks = await self.manager.start()
         _step("Starting controllers and scheduler")
         if opts.simulated_nodes:
@@ -415,7 +418,7 @@ class Cluster:
         opts = self.opts
         return AgentConfig(node_name=opts.node_name, data_dir=self.data_dir / "node", node_netns=opts.node_netns,
                            node_ip=opts.node_ip, cluster_dns=[CLUSTER_DNS], registry=opts.registry,
-                           pki_dir=self.data_dir / "pki")
+                           pki_dir=PKI.of(self.data_dir).dir)
 
     async def _start_node(self) -> None:
         from ..client.events import EventRecorder

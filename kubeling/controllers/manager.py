@@ -24,6 +24,7 @@ from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
 from .resourcequota import ResourceQuotaController
+from .rootcacertpublisher import RootCACertPublisher
 from .serviceaccount import ServiceAccountsController
 
 log = logging.getLogger("kubeling.controllers")
@@ -35,6 +36,8 @@ class ManagerOptions:
     node_monitor_grace_period: float = 40.0
     simulated_nodes: int = 0
     simulated_ready_delay: float = 0.5
+    #: the cluster CA (PEM) the root CA publisher puts in every namespace; empty: not published
+    root_ca: str = ""
 
 
 class ControllerManager:
@@ -61,6 +64,8 @@ class ControllerManager:
                                     node_monitor_grace_period=options.node_monitor_grace_period),
             LoadBalancerController(client, f, recorder),
         ]
+        if options.root_ca:
+            self.controllers.append(RootCACertPublisher(client, f, recorder, root_ca=options.root_ca))
         self.scheduler = Scheduler(client, f, recorder, bind_parallelism=64)
         self.nodes = (SimulatedNodes(client, f, options.simulated_nodes, ready_delay=options.simulated_ready_delay)
                       if options.simulated_nodes else None)

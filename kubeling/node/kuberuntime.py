@@ -49,6 +49,11 @@ FALLBACK_LOG_BYTES = 2048
 HOSTNAME_MAX = 63
 #: the kubelet's default file mode of configMap, secret, downwardAPI and projected volumes
 DEFAULT_MODE = 0o644
+#: a serviceAccountToken projection's expirationSeconds when it names none (the API's default)
+DEFAULT_TOKEN_SECONDS = 3600
+
+#: a projected token: (audience, expirationSeconds)
+TokenKey = tuple[str, int]
 
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _FIELD_SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -160,6 +165,8 @@ class PodContext:
     node_allocatable: dict[str, str] = field(default_factory=dict)
     config_maps: dict[str, Obj | None] = field(default_factory=dict)
     secrets: dict[str, Obj | None] = field(default_factory=dict)
+    #: service account tokens by (audience, expirationSeconds), or why one could not be had
+    tokens: dict[TokenKey, str | VolumeError] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:
@@ -206,6 +213,16 @@ def referenced_objects(pod: Obj) -> tuple[set[str], set[str]]:
     cms.discard("")
     secrets.discard("")
     return cms, secrets
+
+
+def token_requests(pod: Obj) -> set[TokenKey]:
+    """The (audience, expirationSeconds) of every service account token the pod's projected volumes want."""
+    keys: set[TokenKey] = set()
+    for v in (pod.get("spec") or {}).get("volumes") or []:
+        for src in (v.get("projected") or {}).get("sources") or []:
+            if (t := src.get("serviceAccountToken")) is not None:
+                keys.add((t.get("audience") or "", int(t.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)))
+    return keys
 
 
 def _secret_data(secret: Obj) -> dict[str, bytes]:
@@ -620,10 +637,16 @@ def volume_files(volume: Obj, ctx: PodContext) -> Files | None:
                 files.update(_object_files(obj_kind, s.get("name", ""), s, default, ctx))
             elif source.get("downwardAPI") is not None:
                 files.update(_downward_files(source["downwardAPI"].get("items") or [], default, ctx, None))
+            elif (t := source.get("serviceAccountToken")) is not None:
+                token = ctx.tokens.get((t.get("audience") or "", int(t.get("expirationSeconds")
+                                                                       or DEFAULT_TOKEN_SECONDS)))
+                if not isinstance(token, str):
+                    raise token or VolumeError("failed to fetch token: not requested")
+                files[str(t.get("path", ""))] = (token.encode(), default)
             else:
                 kinds = [k for k in source if source.get(k) is not None]
                 raise VolumeError(f"projected volume source {kinds[0] if kinds else 'unknown'} is not supported "
-                                  "by this node (it has no service account token issuer)")
+                                  "by this node")
         return files
     return None
 

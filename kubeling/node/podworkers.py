@@ -75,6 +75,8 @@ PULL_ERROR_SHOWN = 1.0
 #: a worker looks at its pod at least this often (the kubelet's syncFrequency); configMap,
 #: secret and downwardAPI volumes are rendered again then
 RESYNC = 60.0
+#: a projected token is renewed once this share of its life has passed (the kubelet's 80%)
+TOKEN_REFRESH_AT = 0.8
 EPOCH = "1970-01-01T00:00:00Z"
 
 
@@ -85,6 +87,7 @@ def _kind(plural: str) -> Kind:
 
 
 PODS, CONFIGMAPS, SECRETS = _kind("pods"), _kind("configmaps"), _kind("secrets")
+SERVICE_ACCOUNTS = _kind("serviceaccounts")
 
 
 # ---------------------------------------------------------------- back-off
@@ -307,6 +310,8 @@ class PodWorker:
         self._due: float | None = None
         self._volumes_at = 0.0
         self._volumes: dict[str, tuple[Path, bool]] | None = None
+        #: projected service account tokens: (token, when to ask for a new one)
+        self._token_cache: dict[kr.TokenKey, tuple[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
         self._done = False
 
@@ -467,7 +472,36 @@ class PodWorker:
             by_kind[k.plural][n] = obj
         assert self.sandbox is not None
         return kr.PodContext(pod, self.ctx.host_ip, [self.sandbox.ip], self.ctx.allocatable,
-                             by_kind["configmaps"], by_kind["secrets"])
+                             by_kind["configmaps"], by_kind["secrets"], await self._tokens(pod))
+
+    async def _tokens(self, pod: Obj) -> dict[kr.TokenKey, str | kr.VolumeError]:
+        """The service account tokens the pod's projected volumes want (the kubelet's token
+        manager): bound to the pod, asked for again once 80% of their life has passed."""
+        meta = pod["metadata"]
+        out: dict[kr.TokenKey, str | kr.VolumeError] = {}
+        now = time.time()
+        for key in sorted(kr.token_requests(pod)):
+            cached = self._token_cache.get(key)
+            if cached is not None and now < cached[1]:
+                out[key] = cached[0]
+                continue
+            audience, seconds = key
+            request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "spec": {"audiences": [audience] if audience else [], "expirationSeconds": seconds,
+                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                                   "uid": meta["uid"]}}}
+            try:
+                issued = await self.ctx.client.create_subresource(
+                    SERVICE_ACCOUNTS, (pod.get("spec") or {}).get("serviceAccountName") or "default",
+                    meta.get("namespace"), "token", request)
+            except APIError as e:
+                out[key] = kr.VolumeError(f"failed to fetch token: {e.message}")
+                continue
+            token = issued["status"]["token"]
+            expires = parse_time(issued["status"].get("expirationTimestamp")) or now + seconds
+            self._token_cache[key] = (token, now + TOKEN_REFRESH_AT * (expires - now))
+            out[key] = token
+        return out
 
     async def _setup_volumes(self, pod: Obj, pctx: kr.PodContext) -> bool:
         if self._volumes is not None and time.monotonic() - self._volumes_at < RESYNC:

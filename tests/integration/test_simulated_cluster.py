@@ -36,6 +36,7 @@ import pytest
 from conftest import Kubectl, make_kubectl
 from kubectl_helpers import ALL_VERSIONS, MAIN_VERSIONS, check_age, parse_table, vtag
 
+from kubeling.apiserver.pki import PKI
 from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.node.simulated import SimulatedNodes
@@ -594,3 +595,47 @@ async def test_node_failure_evicts_and_reschedules(version: str, tmp_path: Path)
             await factory.stop()
             await client.close()
     assert time.monotonic() - t_start < 45
+
+
+# ---------------------------------------------------------------- service account credentials
+
+
+def test_service_account_credentials(sim: Sim) -> None:
+    """Every namespace gets the cluster CA as `kube-root-ca.crt` (put back when
+    deleted), and every pod the projected `kube-api-access-*` volume: a token
+    of its ServiceAccount, that CA and its namespace, mounted read-only where
+    in-cluster clients look."""
+    k = sim.k
+    k("create", "namespace", "creds")
+    cm = poll(lambda: k.run("-n", "creds", "get", "configmap", "kube-root-ca.crt", "-o", "json", check=False).stdout, 5)
+    assert cm, "kube-root-ca.crt was not published"
+    data = json.loads(cm)
+    assert data["data"]["ca.crt"] == PKI.of(sim.cluster.data_dir).ca_cert.read_text()
+    assert data["metadata"]["annotations"]["kubernetes.io/description"].startswith(
+        "Contains a CA bundle that can be used to verify the kube-apiserver")
+    table = parse_table(k("-n", "creds", "get", "configmaps"))
+    assert table.header == ["NAME", "DATA", "AGE"] and table.row("kube-root-ca.crt")[1] == "1"
+    k("-n", "creds", "delete", "configmap", "kube-root-ca.crt")
+    assert poll(lambda: k.run("-n", "creds", "get", "configmap", "kube-root-ca.crt", check=False).returncode == 0, 5)
+
+    k("-n", "creds", "run", "client", f"--image={IMAGE}")
+    pod = get_json(k, "creds", "pod", "client")
+    [volume] = pod["spec"]["volumes"]
+    assert re.fullmatch(f"kube-api-access-{SAFE}{{5}}", volume["name"]), volume
+    assert volume["projected"] == {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}
+    assert pod["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": volume["name"], "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+    described = k("-n", "creds", "describe", "pod", "client")
+    assert f"/var/run/secrets/kubernetes.io/serviceaccount from {volume['name']} (ro)" in described, described
+    assert "Type:                    Projected (a volume that contains injected data from multiple sources)" \
+        in described, described
+
+    k("-n", "creds", "create", "serviceaccount", "quiet")
+    k("-n", "creds", "patch", "serviceaccount", "quiet", "-p", '{"automountServiceAccountToken": false}')
+    k("-n", "creds", "run", "untokened", f"--image={IMAGE}", "--overrides",
+      '{"spec": {"serviceAccountName": "quiet"}}')
+    assert "volumes" not in get_json(k, "creds", "pod", "untokened")["spec"]

@@ -403,6 +403,13 @@ def test_pods_reach_the_api_server(cluster: Cluster) -> None:
     assert json.loads(version)["gitVersion"].startswith("v1."), version
     env = k("exec", "curlpod", "--", "env")
     assert "KUBERNETES_SERVICE_HOST=10.96.0.1\n" in env and "KUBERNETES_SERVICE_PORT=443\n" in env
+    # with the credentials every pod gets, as client-go's in-cluster config reads them
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert k("exec", "curlpod", "--", "cat", f"{sa}/namespace") == "default"
+    assert k("exec", "curlpod", "--", "cat", f"{sa}/ca.crt") == (cluster.data_dir / "pki" / "ca.crt").read_text()
+    pods = k("exec", "curlpod", "--", "sh", "-c", f'wget -q -O- --no-check-certificate --header "Authorization: '
+             f'Bearer $(cat {sa}/token)" https://kubernetes.default.svc/api/v1/namespaces/default/pods')
+    assert "curlpod" in {p["metadata"]["name"] for p in json.loads(pods)["items"]}
 
 
 def test_exec_on_a_terminal(cluster: Cluster) -> None:

@@ -296,9 +296,18 @@ def test_secret_downward_and_projected(tmp_path: Path) -> None:
     assert kr.volume_files({"name": "x", "configMap": {"name": "gone", "optional": True}}, c) == {}
     with pytest.raises(kr.VolumeError, match="non-existent config key: nope"):
         kr.volume_files({"name": "x", "configMap": {"name": "cm", "items": [{"key": "nope", "path": "n"}]}}, c)
-    token = {"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
-    with pytest.raises(kr.VolumeError, match="serviceAccountToken is not supported"):
+    token = {"name": "t", "projected": {"defaultMode": 0o640, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"serviceAccountToken": {"path": "vault", "audience": "vault"}}]}}
+    assert kr.token_requests({"spec": {"volumes": [token]}}) == {("", 3607), ("vault", 3600)}
+    with pytest.raises(kr.VolumeError, match="failed to fetch token: not requested"):
         kr.volume_files(token, c)
+    c.tokens = {("", 3607): "jwt-a", ("vault", 3600): kr.VolumeError('failed to fetch token: serviceaccounts '
+                                                                     '"default" not found')}
+    with pytest.raises(kr.VolumeError, match='serviceaccounts "default" not found'):
+        kr.volume_files(token, c)
+    c.tokens[("vault", 3600)] = "jwt-b"
+    assert kr.volume_files(token, c) == {"token": (b"jwt-a", 0o640), "vault": (b"jwt-b", 0o640)}
     with pytest.raises(kr.VolumeError, match="nfs is not supported"):
         kr.volume_source({"name": "n", "nfs": {"server": "x", "path": "/"}})
 
