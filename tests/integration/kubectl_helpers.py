@@ -1,5 +1,6 @@
-"""Helpers shared by the `test_kubectl*.py` modules: version lists, per-test
-namespaces, kubectl's table layout, and a line reader for `get -w`.
+"""Helpers shared by the tests that drive the real kubectl: version lists,
+per-test namespaces, manifest files and JSON reads, kubectl's table and
+describe layouts, and a line reader for `get -w`.
 
 kubectl prints tables through a tabwriter (minwidth 6, padding 3, left
 aligned, the last column unpadded). `parse_table` cuts a table at the column
@@ -11,6 +12,7 @@ cells can then be compared one by one.
 from __future__ import annotations
 
 import ipaddress
+import json
 import queue
 import re
 import subprocess
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import pytest
 from conftest import Kubectl, kubectl_versions, make_kubectl
@@ -63,6 +65,18 @@ def fails(k: Kubectl, *args: str, input: str | None = None) -> str:
     assert p.returncode != 0, f"kubectl {' '.join(args)} succeeded:\n{p.stdout}\n{p.stderr}"
     assert p.stdout == "", p.stdout
     return p.stderr
+
+
+def write_file(tmp_path: Path, name: str, text: str) -> str:
+    """Write a manifest for `kubectl -f` and return its path."""
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def get_json(k: Kubectl, ns: str, *what: str) -> dict[str, Any]:
+    """`kubectl -n <ns> get <what> -o json`, parsed."""
+    return json.loads(k("-n", ns, "get", *what, "-o", "json"))
 
 
 # ---------------------------------------------------------------- tables
@@ -116,6 +130,14 @@ def render_table(table: Table) -> str:
     n = len(table.header)
     widths = [max(6, max(len(r[i]) for r in rows) + 3) for i in range(n - 1)]
     return "".join("".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + r[-1] + "\n" for r in rows)
+
+
+def collapse_padding(text: str) -> list[str]:
+    """The lines of `describe` output with runs of two or more spaces after a
+    value collapsed to two: kubectl's tabwriter pads to the widest value, so
+    the values (which come from the server) can be compared exactly and the
+    padding is not."""
+    return [re.sub(r"(?<=\S) {2,}", "  ", line.rstrip()) for line in text.split("\n")]
 
 
 def check_age(cell: str) -> None:

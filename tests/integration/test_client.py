@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from inprocess import create_namespace
+from kinds import CONFIGMAPS, EVENTS, NODES, PODS
 
 from kubeling.api.errors import APIError
-from kubeling.api.registry import Kind, lookup
 from kubeling.client.events import MAX_IN_FLIGHT, EventRecorder
 from kubeling.client.informer import Informer, InformerFactory, object_key
 from kubeling.client.rest import APIConnectionError, Client
@@ -23,19 +25,6 @@ from kubeling.testing import Cluster, free_port
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
-
-
-def kind(group: str, version: str, plural: str) -> Kind:
-    k = lookup(group, version, plural)
-    assert k is not None
-    return k
-
-
-CONFIGMAPS = kind("", "v1", "configmaps")
-PODS = kind("", "v1", "pods")
-NODES = kind("", "v1", "nodes")
-NAMESPACES = kind("", "v1", "namespaces")
-EVENTS = kind("", "v1", "events")
 
 
 def configmap(name: str, namespace: str, labels: dict[str, str] | None = None, **data: str) -> Obj:
@@ -65,9 +54,36 @@ async def client(cluster: Cluster) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def namespace(client: Client) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
+    return await create_namespace(client, "t")
+
+
+@dataclass
+class Calls:
+    lists: int = 0
+    watches: int = 0
+
+
+def count_calls(client: Client, first_watch: Callable[[], Awaitable[object]] | None = None) -> Calls:
+    """Count the client's lists and watches from now on. `first_watch`, when
+    given, runs before the first watch starts: it may hold it back until the
+    test has changed the store behind the informer's back, or fail it."""
+    calls = Calls()
+    real_list, real_watch = client.list, client.watch
+
+    async def counting_list(*args: Any, **kw: Any) -> Obj:
+        calls.lists += 1
+        return await real_list(*args, **kw)
+
+    async def counting_watch(*args: Any, **kw: Any) -> AsyncIterator[tuple[str, Obj]]:
+        calls.watches += 1
+        if calls.watches == 1 and first_watch is not None:
+            await first_watch()
+        async for ev in real_watch(*args, **kw):
+            yield ev
+
+    client.list = counting_list  # type: ignore[method-assign]
+    client.watch = counting_watch  # type: ignore[method-assign]
+    return calls
 
 
 class Recorder:
@@ -384,29 +400,9 @@ async def test_informer_relists_after_410(compactable: Any) -> None:
         for name in ("keep", "gone", "changed"):
             await c.create(CONFIGMAPS, configmap(name, "default"))
         gate = asyncio.Event()
-        watches = 0
-        real_watch = c.watch
-
-        async def gated_watch(*args: Any, **kw: Any) -> AsyncIterator[tuple[str, Obj]]:
-            # The informer's first watch starts only once the test has changed and
-            # compacted the store behind its back, so it resumes from a lost revision.
-            nonlocal watches
-            watches += 1
-            if watches == 1:
-                await gate.wait()
-            async for ev in real_watch(*args, **kw):
-                yield ev
-
-        c.watch = gated_watch  # type: ignore[method-assign]
-        lists = 0
-        real_list = c.list
-
-        async def counting_list(*args: Any, **kw: Any) -> Obj:
-            nonlocal lists
-            lists += 1
-            return await real_list(*args, **kw)
-
-        c.list = counting_list  # type: ignore[method-assign]
+        # The informer's first watch starts only once the test has changed and
+        # compacted the store behind its back, so it resumes from a lost revision.
+        calls = count_calls(c, first_watch=gate.wait)
         inf = Informer(c, CONFIGMAPS, "default")
         rec = Recorder()
         rec.attach(inf)
@@ -422,7 +418,7 @@ async def test_informer_relists_after_410(compactable: Any) -> None:
         gate.set()
 
         await eventually(lambda: inf.get("default/new") is not None, what="the re-list")
-        assert lists == 2
+        assert calls.lists == 2
         assert inf.get("default/gone") is None
         assert rec.of("delete") == ["default/gone"]
         assert rec.deleted[0]["metadata"]["name"] == "gone"
@@ -502,31 +498,17 @@ async def test_informer_survives_failing_handlers(client: Client, namespace: str
 
 
 async def test_informer_rewatches_after_clean_end(client: Client, namespace: str) -> None:
-    lists = watches = 0
-    real_list, real_watch = client.list, client.watch
-
-    async def counting_list(*args: Any, **kw: Any) -> Obj:
-        nonlocal lists
-        lists += 1
-        return await real_list(*args, **kw)
-
-    def counting_watch(*args: Any, **kw: Any) -> AsyncIterator[tuple[str, Obj]]:
-        nonlocal watches
-        watches += 1
-        return real_watch(*args, **kw)
-
-    client.list = counting_list  # type: ignore[method-assign]
-    client.watch = counting_watch  # type: ignore[method-assign]
+    calls = count_calls(client)
     inf = Informer(client, CONFIGMAPS, namespace)
     inf.watch_timeout = (1, 1)  # the server ends every watch after a second
     rec = Recorder()
     rec.attach(inf)
     await inf.start()
     await inf.wait_synced()
-    await eventually(lambda: watches >= 3, what="two re-watches")
+    await eventually(lambda: calls.watches >= 3, what="two re-watches")
     await client.create(CONFIGMAPS, configmap("after", namespace))
     await eventually(lambda: inf.get(f"{namespace}/after") is not None)
-    assert lists == 1  # resumed from the last resourceVersion, never re-listed
+    assert calls.lists == 1  # resumed from the last resourceVersion, never re-listed
     assert rec.log == [("add", f"{namespace}/after")]
     await inf.stop()
 
@@ -537,19 +519,12 @@ async def test_informer_relists_after_watch_error(client: Client, namespace: str
     await client.create(CONFIGMAPS, configmap("x", namespace))
     await client.create(CONFIGMAPS, configmap("y", namespace))
     gate = asyncio.Event()
-    watches = 0
-    real_watch = client.watch
 
-    async def failing_watch(*args: Any, **kw: Any) -> AsyncIterator[tuple[str, Obj]]:
-        nonlocal watches
-        watches += 1
-        if watches == 1:
-            await gate.wait()
-            raise APIConnectionError("connection reset by peer")
-        async for ev in real_watch(*args, **kw):
-            yield ev
+    async def fail_when_released() -> None:
+        await gate.wait()
+        raise APIConnectionError("connection reset by peer")
 
-    client.watch = failing_watch  # type: ignore[method-assign]
+    count_calls(client, first_watch=fail_when_released)
     inf = Informer(client, CONFIGMAPS, namespace)
     inf.backoff_initial = 0.05
     rec = Recorder()

@@ -13,40 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import pytest
 from conftest import make_kubectl
+from inprocess import ControllerContext, controller_context, create_namespace
+from kinds import DEPLOYMENTS, PODS, REPLICASETS
+from polling import eventually, mark_ready
 
-from kubeling.api.registry import Kind, lookup
-from kubeling.client.events import EventRecorder
-from kubeling.client.informer import Informer, InformerFactory
+from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
 from kubeling.controllers.controller_utils import compute_hash
 from kubeling.controllers.deployment import DeploymentController
 from kubeling.controllers.replicaset import ReplicaSetController
 from kubeling.testing import Cluster
-from polling import eventually, mark_ready
 
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
-
-
-def _kind(group: str, plural: str) -> Kind:
-    kind = lookup(group, "v1", plural)
-    assert kind is not None
-    return kind
-
-
-POD = _kind("", "pods")
-RS = _kind("apps", "replicasets")
-DEPLOY = _kind("apps", "deployments")
-NS = _kind("", "namespaces")
-EVENT = _kind("", "events")
 
 HASH = "pod-template-hash"
 
@@ -82,29 +68,27 @@ class Kubelet:
 class Env:
     client: Client
     namespace: str
-    recorders: list[EventRecorder]
+    context: ControllerContext
     kubelet: Kubelet
 
     async def deployment(self, name: str = "web") -> Obj:
-        return await self.client.get(DEPLOY, name, self.namespace)
+        return await self.client.get(DEPLOYMENTS, name, self.namespace)
 
     async def replica_sets(self, selector: str = "") -> dict[str, Obj]:
-        items = (await self.client.list(RS, self.namespace, label_selector=selector))["items"]
+        items = (await self.client.list(REPLICASETS, self.namespace, label_selector=selector))["items"]
         return {rs["metadata"]["name"]: rs for rs in items}
 
     async def pods(self, selector: str = "") -> list[Obj]:
-        items = (await self.client.list(POD, self.namespace, label_selector=selector))["items"]
+        items = (await self.client.list(PODS, self.namespace, label_selector=selector))["items"]
         return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
     async def events(self, reason: str) -> list[str]:
-        for r in self.recorders:
-            await r.flush()
-        items = (await self.client.list(EVENT, self.namespace))["items"]
+        items = await self.context.events(self.namespace, reason)
         items.sort(key=lambda e: (e.get("firstTimestamp", ""), e["metadata"]["name"]))
-        return [e["message"] for e in items if e.get("reason") == reason]
+        return [e["message"] for e in items]
 
     async def patch(self, patch: Obj, name: str = "web") -> Obj:
-        return await self.client.patch(DEPLOY, name, patch, self.namespace, patch_type="strategic")
+        return await self.client.patch(DEPLOYMENTS, name, patch, self.namespace, patch_type="strategic")
 
     async def set_image(self, image: str, name: str = "web") -> Obj:
         return await self.patch({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}},
@@ -113,32 +97,19 @@ class Env:
 
 @pytest.fixture
 async def env(cluster: Cluster) -> AsyncIterator[Env]:
-    client = await Client.from_kubeconfig(cluster.kubeconfig)
-    namespace = f"deploy-{uuid.uuid4().hex[:8]}"
-    await client.create(NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    factory = InformerFactory(client)
-    recorders: list[EventRecorder] = []
-
-    def recorder_factory(component: str) -> EventRecorder:
-        recorders.append(EventRecorder(client, component))
-        return recorders[-1]
-
-    rsc = ReplicaSetController(client, factory, recorder_factory)
-    dc = DeploymentController(client, factory, recorder_factory)
-    await factory.start()
-    tasks = [asyncio.create_task(rsc.run(5)), asyncio.create_task(dc.run(5))]
-    kubelet = Kubelet(client, namespace)
-    try:
-        yield Env(client, namespace, recorders, kubelet)
-    finally:
-        await kubelet.stop()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for r in recorders:
-            await r.flush()
-        await factory.stop()
-        await client.close()
+    async with controller_context(cluster) as context:
+        client = context.client
+        namespace = await create_namespace(client, "deploy")
+        rsc = ReplicaSetController(client, context.factory, context.recorder)
+        dc = DeploymentController(client, context.factory, context.recorder)
+        await context.factory.start()
+        context.spawn(rsc.run(5))
+        context.spawn(dc.run(5))
+        kubelet = Kubelet(client, namespace)
+        try:
+            yield Env(client, namespace, context, kubelet)
+        finally:
+            await kubelet.stop()
 
 
 def deployment(name: str, replicas: int, image: str = "nginx:1.25", *, strategy: Obj | None = None,
@@ -175,7 +146,7 @@ async def complete(env: Env, name: str = "web") -> Obj | None:
 
 async def create_and_roll_out(env: Env, obj: Obj) -> Obj:
     name = obj["metadata"]["name"]
-    await env.client.create(DEPLOY, obj, env.namespace)
+    await env.client.create(DEPLOYMENTS, obj, env.namespace)
     env.kubelet.start(f"app={name}")
     return await eventually(lambda: complete(env, name), what=f"{name} rolled out")
 
@@ -190,7 +161,7 @@ class PodWatch:
     """A separate informer on the test's pods that checks an invariant on every event."""
 
     def __init__(self, client: Client, namespace: str, on_change: Callable[[list[Obj]], None]) -> None:
-        self.informer = Informer(client, POD, namespace)
+        self.informer = Informer(client, PODS, namespace)
         self.on_change = on_change
         self.armed = False  # the initial list arrives one add at a time: not a state to judge
         self.informer.add_handlers(self._changed, lambda old, new: self._changed(new), self._changed)
@@ -449,7 +420,7 @@ async def test_rollover_with_min_ready_seconds(env: Env) -> None:
 
 
 async def test_available_waits_for_min_ready_seconds(env: Env) -> None:
-    await env.client.create(DEPLOY, deployment("web", 2, minReadySeconds=2), env.namespace)
+    await env.client.create(DEPLOYMENTS, deployment("web", 2, minReadySeconds=2), env.namespace)
     env.kubelet.start("app=web")
 
     async def all_ready() -> Obj | None:
@@ -466,7 +437,7 @@ async def test_available_waits_for_min_ready_seconds(env: Env) -> None:
 
 async def test_progress_deadline_exceeded(env: Env, cluster: Cluster, tmp_path: Path) -> None:
     # No kubelet: the pod never becomes ready, so the rollout stops making progress.
-    await env.client.create(DEPLOY, deployment("web", 1, progressDeadlineSeconds=1), env.namespace)
+    await env.client.create(DEPLOYMENTS, deployment("web", 1, progressDeadlineSeconds=1), env.namespace)
 
     async def timed_out() -> Obj | None:
         conds = [c for c in (await env.deployment())["status"].get("conditions") or [] if c["type"] == "Progressing"]
@@ -500,10 +471,10 @@ async def test_rollback_by_reapplying_old_template(env: Env) -> None:
 
 async def test_adopts_and_releases_replica_sets(env: Env) -> None:
     template = deployment("web", 2)["spec"]["template"]
-    orphan = await env.client.create(RS, {
+    orphan = await env.client.create(REPLICASETS, {
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "orphan", "labels": {"app": "web"}},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": template}}, env.namespace)
-    d = await env.client.create(DEPLOY, deployment("web", 2), env.namespace)
+    d = await env.client.create(DEPLOYMENTS, deployment("web", 2), env.namespace)
     env.kubelet.start("app=web")
 
     async def adopted() -> bool:
@@ -517,7 +488,7 @@ async def test_adopts_and_releases_replica_sets(env: Env) -> None:
     assert list(await env.replica_sets()) == ["orphan"]
     assert (await env.replica_sets())["orphan"]["spec"]["replicas"] == 2
 
-    await env.client.patch(RS, "orphan", {"metadata": {"labels": {"app": "gone"}}}, env.namespace)
+    await env.client.patch(REPLICASETS, "orphan", {"metadata": {"labels": {"app": "gone"}}}, env.namespace)
 
     async def released() -> bool:
         return not (await env.replica_sets())["orphan"]["metadata"].get("ownerReferences")

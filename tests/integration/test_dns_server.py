@@ -24,31 +24,20 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
+from inprocess import create_namespace
+from kinds import ENDPOINT_SLICES, PODS, SERVICES
+from polling import eventually
 
-from kubeling.api.registry import Kind, lookup
 from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.dns.server import DNSServer
 from kubeling.dns.service import ensure_kube_dns_service
 from kubeling.testing import Cluster, free_port
-from polling import eventually
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsutils) is not installed")]
 
 Obj = dict[str, Any]
-
-
-def _kind(group: str, plural: str) -> Kind:
-    k = lookup(group, "v1", plural)
-    assert k is not None
-    return k
-
-
-SERVICES = _kind("", "services")
-SLICES = _kind("discovery.k8s.io", "endpointslices")
-NAMESPACES = _kind("", "namespaces")
-PODS = _kind("", "pods")
 
 SOA = re.compile(r"^cluster\.local\.\s+5\s+IN\s+SOA\s+ns\.dns\.cluster\.local\. hostmaster\.cluster\.local\. "
                  r"\d+ 7200 1800 86400 5$")
@@ -210,7 +199,7 @@ class Env:
 
     async def endpoint_slice(self, service: str, endpoints: list[Obj], ports: list[Obj] | None = None,
                              name: str | None = None) -> Obj:
-        return await self.client.create(SLICES, {
+        return await self.client.create(ENDPOINT_SLICES, {
             "metadata": {"name": name or f"{service}-{uuid.uuid4().hex[:5]}", "namespace": self.ns,
                          "labels": {"kubernetes.io/service-name": service}},
             "addressType": "IPv4", "endpoints": endpoints,
@@ -249,8 +238,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 @pytest.fixture
 async def env(api: tuple[Client, InformerFactory], upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[Env]:
     client, factory = api
-    ns = f"dns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"metadata": {"name": ns}})
+    ns = await create_namespace(client, "dns")
     # the node's search domains, for autopath; the upstream is given explicitly
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("search corp.example\nnameserver 192.0.2.53\n")
@@ -353,7 +341,7 @@ async def test_records_follow_the_api(env: Env) -> None:
     name = env.name("db")
     await env.resolves(name)
     slice_["endpoints"].append({"addresses": ["10.244.3.2"], "conditions": {"ready": True}})
-    await env.client.update(SLICES, slice_)
+    await env.client.update(ENDPOINT_SLICES, slice_)
 
     async def both() -> bool:
         return sorted((await env.dig(name, "A")).rdata("A")) == ["10.244.3.1", "10.244.3.2"]

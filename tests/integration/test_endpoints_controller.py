@@ -7,40 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from inprocess import absent, controller_context, create_namespace
+from kinds import ENDPOINT_SLICES, ENDPOINTS, EVENTS, NODES, PODS, SERVICES
+from polling import eventually
 
 from kubeling.api.errors import APIError
-from kubeling.api.registry import Kind, lookup
-from kubeling.client.events import EventRecorder
-from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.controllers.endpoints import EndpointsController
 from kubeling.controllers.endpointslice import EndpointSliceController
 from kubeling.testing import Cluster
-from polling import eventually
 
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
-
-
-def _kind(group: str, plural: str, version: str = "v1") -> Kind:
-    k = lookup(group, version, plural)
-    assert k is not None
-    return k
-
-
-NAMESPACES = _kind("", "namespaces")
-NODES = _kind("", "nodes")
-PODS = _kind("", "pods")
-SERVICES = _kind("", "services")
-ENDPOINTS = _kind("", "endpoints")
-SLICES = _kind("discovery.k8s.io", "endpointslices")
-EVENTS = _kind("", "events")
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -92,39 +75,24 @@ class Env:
         return await self.client.get(ENDPOINTS, name, self.ns)
 
     async def slices(self, service: str) -> list[Obj]:
-        page = await self.client.list(SLICES, self.ns, label_selector=f"kubernetes.io/service-name={service}")
+        page = await self.client.list(ENDPOINT_SLICES, self.ns, label_selector=f"kubernetes.io/service-name={service}")
         return list(page["items"])
 
 
 @pytest.fixture
 async def env(cluster: Cluster) -> AsyncIterator[Env]:
     """Both controllers running on one shared informer factory, and a fresh namespace."""
-    client = await Client.from_kubeconfig(cluster.kubeconfig)
-    factory = InformerFactory(client)
-    recorders: list[EventRecorder] = []
-
-    def recorder(component: str) -> EventRecorder:
-        recorders.append(EventRecorder(client, component))
-        return recorders[-1]
-
-    controllers: list[EndpointsController | EndpointSliceController] = [EndpointsController(client, factory, recorder),
-                   EndpointSliceController(client, factory, recorder, max_endpoints_per_slice=5)]
-    await factory.start()
-    tasks = [asyncio.create_task(c.run(2)) for c in controllers]
-    ns = f"ep-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"metadata": {"name": ns}})
-    e = Env(client, ns)
-    await e.node("node-a", zone="zone-1")
-    try:
+    async with controller_context(cluster) as context:
+        client, factory, recorder = context.client, context.factory, context.recorder
+        controllers: list[EndpointsController | EndpointSliceController] = [
+            EndpointsController(client, factory, recorder),
+            EndpointSliceController(client, factory, recorder, max_endpoints_per_slice=5)]
+        await factory.start()
+        for c in controllers:
+            context.spawn(c.run(2))
+        e = Env(client, await create_namespace(client, "ep"))
+        await e.node("node-a", zone="zone-1")
         yield e
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for r in recorders:
-            await r.flush()
-        await factory.stop()
-        await client.close()
 
 
 def _addresses(subset: Obj, field: str = "addresses") -> list[str]:
@@ -338,14 +306,7 @@ async def test_selectorless_services_and_deletion(env: Env) -> None:
     await eventually(lambda: env.slices("web"))
     await env.client.delete(SERVICES, "web", env.ns)
 
-    async def endpoints_gone() -> bool:
-        try:
-            await env.endpoints("web")
-        except APIError as e:
-            return e.code == 404
-        return False
-
-    await eventually(endpoints_gone)
+    await eventually(lambda: absent(env.client, ENDPOINTS, "web", env.ns))
     assert (await env.endpoints("manual"))["subsets"][0]["addresses"] == [{"ip": "192.0.2.1"}]
 
 
@@ -355,7 +316,7 @@ async def test_deleted_objects_are_recreated(env: Env) -> None:
     await eventually(lambda: published(env, "web", "w"))
     slices = await env.slices("web")
     await env.client.delete(ENDPOINTS, "web", env.ns)
-    await env.client.delete(SLICES, slices[0]["metadata"]["name"], env.ns)
+    await env.client.delete(ENDPOINT_SLICES, slices[0]["metadata"]["name"], env.ns)
 
     async def back() -> bool:
         ep = await env.endpoints("web")
@@ -466,23 +427,9 @@ async def test_leftover_endpoints_at_start(env: Env, cluster: Cluster) -> None:
         "name": "stale", "namespace": env.ns, "labels": {"endpoints.kubernetes.io/managed-by": "endpoint-controller"}}})
     await env.client.create(ENDPOINTS, {"metadata": {"name": "handmade", "namespace": env.ns},
                                         "subsets": [{"addresses": [{"ip": "192.0.2.7"}], "ports": [{"port": 80}]}]})
-    client = await Client.from_kubeconfig(cluster.kubeconfig)
-    factory = InformerFactory(client)
-    controller = EndpointsController(client, factory, lambda component: EventRecorder(client, component))
-    await factory.start()
-    task = asyncio.create_task(controller.run(1))
-    try:
-        async def stale_gone() -> bool:
-            try:
-                await env.endpoints("stale")
-            except APIError as e:
-                return e.code == 404
-            return False
-
-        await eventually(stale_gone)
+    async with controller_context(cluster) as context:
+        controller = EndpointsController(context.client, context.factory, context.recorder)
+        await context.factory.start()
+        context.spawn(controller.run(1))
+        await eventually(lambda: absent(env.client, ENDPOINTS, "stale", env.ns))
         assert (await env.endpoints("handmade"))["subsets"][0]["addresses"] == [{"ip": "192.0.2.7"}]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await factory.stop()
-        await client.close()

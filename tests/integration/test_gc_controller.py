@@ -11,37 +11,30 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from inprocess import absent, controller_context, create_namespace
+from kinds import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINT_SLICES,
+    EVENTS,
+    NAMESPACES,
+    NODES,
+    PODS,
+    REPLICASETS,
+    SECRETS,
+    SERVICES,
+)
+from polling import eventually
 
-from kubeling.api.errors import APIError
-from kubeling.api.registry import Kind, lookup
-from kubeling.client.events import EventRecorder
+from kubeling.api.registry import Kind
 from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.controllers.garbagecollector import GarbageCollector
 from kubeling.testing import Cluster
-from polling import eventually
 
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
-
-
-def _kind(group: str, plural: str) -> Kind:
-    k = lookup(group, "v1", plural)
-    assert k is not None
-    return k
-
-
-NAMESPACES = _kind("", "namespaces")
-NODES = _kind("", "nodes")
-PODS = _kind("", "pods")
-CONFIGMAPS = _kind("", "configmaps")
-SECRETS = _kind("", "secrets")
-SERVICES = _kind("", "services")
-EVENTS = _kind("", "events")
-DEPLOYMENTS = _kind("apps", "deployments")
-REPLICASETS = _kind("apps", "replicasets")
-SLICES = _kind("discovery.k8s.io", "endpointslices")
 
 
 def owner_ref(owner: Obj, *, block: bool = True, controller: bool = True) -> Obj:
@@ -55,13 +48,7 @@ class Env:
         self.ns = ns
 
     async def exists(self, k: Kind, name: str, namespaced: bool = True) -> bool:
-        try:
-            await self.client.get(k, name, self.ns if namespaced else None)
-            return True
-        except APIError as e:
-            if e.code == 404:
-                return False
-            raise
+        return not await absent(self.client, k, name, self.ns if namespaced else None)
 
     async def gone(self, *objs: tuple[Kind, str]) -> bool:
         for k, name in objs:
@@ -94,28 +81,11 @@ class Env:
 
 @pytest.fixture
 async def env(cluster: Cluster) -> AsyncIterator[Env]:
-    client = await Client.from_kubeconfig(cluster.kubeconfig)
-    factory = InformerFactory(client)
-    recorders: list[EventRecorder] = []
-
-    def recorder(component: str) -> EventRecorder:
-        recorders.append(EventRecorder(client, component))
-        return recorders[-1]
-
-    gc = GarbageCollector(client, factory, recorder)
-    await factory.start()
-    task = asyncio.create_task(gc.run(4))
-    ns = f"gc-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"metadata": {"name": ns}})
-    try:
-        yield Env(client, ns)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        for r in recorders:
-            await r.flush()
-        await factory.stop()
-        await client.close()
+    async with controller_context(cluster) as context:
+        gc = GarbageCollector(context.client, context.factory, context.recorder)
+        await context.factory.start()
+        context.spawn(gc.run(4))
+        yield Env(context.client, await create_namespace(context.client, "gc"))
 
 
 async def test_kubectl_background_deletes_dependents(env: Env, kubectl: Any) -> None:
@@ -201,7 +171,7 @@ async def test_owner_deletion_cascades_across_kinds(env: Env) -> None:
     svc = await env.client.create(SERVICES, {"apiVersion": "v1", "kind": "Service",
                                              "metadata": {"name": "web", "namespace": env.ns},
                                              "spec": {"ports": [{"port": 80}]}})
-    await env.client.create(SLICES, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+    await env.client.create(ENDPOINT_SLICES, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                                      "metadata": {"name": "web-abcde", "namespace": env.ns,
                                                   "ownerReferences": [owner_ref(svc)]},
                                      "addressType": "IPv4", "endpoints": []})
@@ -210,10 +180,10 @@ async def test_owner_deletion_cascades_across_kinds(env: Env) -> None:
     # a namespaced object may be owned by a cluster-scoped one
     await env.configmap("node-info", owner_ref(node))
     await asyncio.sleep(0.3)
-    assert await env.exists(SLICES, "web-abcde") and await env.exists(CONFIGMAPS, "node-info")
+    assert await env.exists(ENDPOINT_SLICES, "web-abcde") and await env.exists(CONFIGMAPS, "node-info")
     await env.client.delete(SERVICES, "web", env.ns)
     await env.client.delete(NODES, node["metadata"]["name"])
-    await eventually(lambda: env.gone((SLICES, "web-abcde"), (CONFIGMAPS, "node-info")))
+    await eventually(lambda: env.gone((ENDPOINT_SLICES, "web-abcde"), (CONFIGMAPS, "node-info")))
 
 
 async def test_cross_namespace_owner_is_invalid(env: Env) -> None:
@@ -223,14 +193,7 @@ async def test_cross_namespace_owner_is_invalid(env: Env) -> None:
     await asyncio.sleep(0.3)  # the owner is observed before its would-be dependent
     await env.configmap("stray", owner_ref(owner), namespace=other)
 
-    async def collected() -> bool:
-        try:
-            await env.client.get(CONFIGMAPS, "stray", other)
-        except APIError as e:
-            return e.code == 404
-        return False
-
-    await eventually(collected)
+    await eventually(lambda: absent(env.client, CONFIGMAPS, "stray", other))
     assert await env.exists(CONFIGMAPS, "owner")
 
     async def warned() -> Obj:

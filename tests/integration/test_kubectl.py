@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
@@ -22,12 +21,14 @@ from kubectl_helpers import (
     at_least,
     check_age,
     fails,
+    get_json,
     in_service_cidr,
     kubectl_for,
     main_versions,
     new_namespace,
     parse_table,
     parse_tables,
+    write_file,
 )
 
 pytestmark = pytest.mark.integration
@@ -232,12 +233,6 @@ metadata:
 """
 
 
-def _write(tmp_path: Path, name: str, text: str) -> str:
-    p = tmp_path / name
-    p.write_text(text)
-    return str(p)
-
-
 # ---------------------------------------------------------------- version and discovery
 
 
@@ -360,23 +355,23 @@ def test_api_versions(version, cluster, tmp_path):
 def test_apply_create_unchanged_configure(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "apply")
-    f = _write(tmp_path, "hello.yaml", DEPLOY_AND_SERVICE.format(replicas=2))
+    f = write_file(tmp_path, "hello.yaml", DEPLOY_AND_SERVICE.format(replicas=2))
     assert k("-n", ns, "apply", "-f", f) == "deployment.apps/hello created\nservice/hello created\n"
     assert k("-n", ns, "apply", "-f", f) == "deployment.apps/hello unchanged\nservice/hello unchanged\n"
 
-    before = json.loads(k("-n", ns, "get", "deployment", "hello", "-o", "json"))
+    before = get_json(k, ns, "deployment", "hello")
     last = json.loads(before["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
     assert last["spec"]["replicas"] == 2
     assert last["metadata"] == {"annotations": {}, "labels": {"app": "hello"}, "name": "hello", "namespace": ns}
 
-    f3 = _write(tmp_path, "hello3.yaml", DEPLOY_AND_SERVICE.format(replicas=3))
+    f3 = write_file(tmp_path, "hello3.yaml", DEPLOY_AND_SERVICE.format(replicas=3))
     assert k("-n", ns, "apply", "-f", f3) == "deployment.apps/hello configured\nservice/hello unchanged\n"
-    after = json.loads(k("-n", ns, "get", "deployment", "hello", "-o", "json"))
+    after = get_json(k, ns, "deployment", "hello")
     assert after["spec"]["replicas"] == 3
     assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
     last = json.loads(after["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
     assert last["spec"]["replicas"] == 3
-    svc = json.loads(k("-n", ns, "get", "service", "hello", "-o", "json"))
+    svc = get_json(k, ns, "service", "hello")
     assert "kubectl.kubernetes.io/last-applied-configuration" in svc["metadata"]["annotations"]
     assert in_service_cidr(svc["spec"]["clusterIP"])
 
@@ -385,7 +380,7 @@ def test_apply_create_unchanged_configure(version, cluster, tmp_path):
 def test_apply_tutorial_clusterip_service(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "tutorial")
-    f = _write(tmp_path, "clusterip_svc.yaml", CLUSTERIP_SVC)
+    f = write_file(tmp_path, "clusterip_svc.yaml", CLUSTERIP_SVC)
     assert k("-n", ns, "apply", "-f", f) == "service/httpd-clusterip-service created\n"
     t = parse_table(k("-n", ns, "get", "services"))
     assert t.header == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
@@ -407,14 +402,14 @@ def get_namespace(request, cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"get-{version}")
     k = kubectl_for(version, cluster, tmp)
     ns = new_namespace(k, "get")
-    out = k("-n", ns, "apply", "-f", _write(tmp, "objects.yaml", GET_OBJECTS))
+    out = k("-n", ns, "apply", "-f", write_file(tmp, "objects.yaml", GET_OBJECTS))
     assert out.splitlines() == [
         "deployment.apps/web created", "replicaset.apps/httpd-replicaset created", "service/web created",
         "service/web-np created", "service/manual created", "endpoints/manual created", "pod/solo created",
         "configmap/settings created", "configmap/other created", "serviceaccount/builder created",
     ]
     event = EVENT.format(ns=ns)
-    assert k("-n", ns, "create", "-f", _write(tmp, "event.yaml", event)) == "event/solo.1 created\n"
+    assert k("-n", ns, "create", "-f", write_file(tmp, "event.yaml", event)) == "event/solo.1 created\n"
     return version, ns
 
 
@@ -447,7 +442,7 @@ def get_setup(get_namespace, cluster, tmp_path):
 
 
 def _svc(k, ns, name):
-    return json.loads(k("-n", ns, "get", "svc", name, "-o", "json"))
+    return get_json(k, ns, "svc", name)
 
 
 def test_get_wide_headers_and_cells(get_setup):
@@ -525,7 +520,7 @@ def test_get_yaml_json_name(get_setup):
     annotations = cm["metadata"]["annotations"]
     assert list(annotations) == ["kubectl.kubernetes.io/last-applied-configuration"]
 
-    dep = json.loads(k("-n", ns, "get", "deployment", "web", "-o", "json"))
+    dep = get_json(k, ns, "deployment", "web")
     assert (dep["apiVersion"], dep["kind"]) == ("apps/v1", "Deployment")
     assert dep["spec"]["replicas"] == 3 and dep["spec"]["paused"] is True
     # upstream defaults
@@ -535,7 +530,7 @@ def test_get_yaml_json_name(get_setup):
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["imagePullPolicy"] == "IfNotPresent" and c["terminationMessagePath"] == "/dev/termination-log"
 
-    lst = json.loads(k("-n", ns, "get", "services", "-o", "json"))
+    lst = get_json(k, ns, "services")
     assert lst["kind"] == "List" and lst["apiVersion"] == "v1"
     assert [i["metadata"]["name"] for i in lst["items"]] == ["manual", "web", "web-np"]
     assert all(i["kind"] == "Service" and i["apiVersion"] == "v1" for i in lst["items"])
@@ -786,7 +781,7 @@ def test_error_unknown_resource_type(version, cluster, tmp_path):
 def test_error_already_exists(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "exists")
-    f = _write(tmp_path, "cm.yaml", CONFIGMAP)
+    f = write_file(tmp_path, "cm.yaml", CONFIGMAP)
     assert k("-n", ns, "create", "-f", f) == "configmap/dup created\n"
     assert fails(k, "-n", ns, "create", "-f", f) == \
         f'Error from server (AlreadyExists): error when creating "{f}": configmaps "dup" already exists\n'
@@ -801,12 +796,12 @@ def test_error_already_exists(version, cluster, tmp_path):
 def test_error_invalid_service(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "invalid")
-    f = _write(tmp_path, "bad.yaml", BAD_SERVICE)
+    f = write_file(tmp_path, "bad.yaml", BAD_SERVICE)
     msg = 'The Service "bad" is invalid: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive\n'
     assert fails(k, "-n", ns, "create", "-f", f) == msg
     assert fails(k, "-n", ns, "apply", "-f", f) == msg
     # without targetPort, it defaults to port (0) and is invalid too
-    f2 = _write(tmp_path, "bad2.yaml", BAD_SERVICE_TWO_ERRORS)
+    f2 = write_file(tmp_path, "bad2.yaml", BAD_SERVICE_TWO_ERRORS)
     assert fails(k, "-n", ns, "create", "-f", f2) == (
         'The Service "bad2" is invalid: \n'
         "* spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive\n"
@@ -819,7 +814,7 @@ def test_error_invalid_service(version, cluster, tmp_path):
 def test_error_unknown_field_strict_and_warn(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "unknownfield")
-    f = _write(tmp_path, "bogus.yaml", BOGUS_SERVICE.format(name="bogus"))
+    f = write_file(tmp_path, "bogus.yaml", BOGUS_SERVICE.format(name="bogus"))
     detail = 'Service in version "v1" cannot be handled as a Service: strict decoding error: ' \
              'unknown field "spec.bogusField"'
     assert fails(k, "-n", ns, "apply", "-f", f) == \
@@ -834,7 +829,7 @@ def test_error_unknown_field_strict_and_warn(version, cluster, tmp_path):
     svc = _svc(k, ns, "bogus")
     assert "bogusField" not in svc["spec"]
 
-    p = k.run("-n", ns, "create", "-f", _write(tmp_path, "ignored.yaml", BOGUS_SERVICE.format(name="ignored")),
+    p = k.run("-n", ns, "create", "-f", write_file(tmp_path, "ignored.yaml", BOGUS_SERVICE.format(name="ignored")),
               "--validate=false")
     assert p.stdout == "service/ignored created\n" and p.stderr == ""
 
@@ -847,7 +842,7 @@ def test_error_unknown_field_strict_on_apply_patch(version, cluster, tmp_path):
     the patch map printed by Go's %+v, and kubectl prints it as such."""
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "unknownpatch")
-    f = _write(tmp_path, "bogus.yaml", BOGUS_SERVICE.format(name="bogus"))
+    f = write_file(tmp_path, "bogus.yaml", BOGUS_SERVICE.format(name="bogus"))
     k("-n", ns, "apply", "-f", f, "--validate=warn")
     assert fails(k, "-n", ns, "apply", "-f", f) == (
         'The request is invalid: patch: Invalid value: "map[spec:map[bogusField:1]]": '

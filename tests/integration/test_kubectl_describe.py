@@ -10,22 +10,18 @@ conditions) are left out: those controllers do not exist yet.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from kubectl_helpers import at_least, kubectl_for, main_versions, new_namespace
+from kubectl_helpers import (
+    at_least,
+    collapse_padding,
+    kubectl_for,
+    main_versions,
+    new_namespace,
+    write_file,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _flat(text: str) -> list[str]:
-    return [re.sub(r"(?<=\S) {2,}", "  ", line.rstrip()) for line in text.split("\n")]
-
-
-def _write(tmp_path: Path, name: str, text: str) -> str:
-    p = tmp_path / name
-    p.write_text(text)
-    return str(p)
 
 
 # ---------------------------------------------------------------- describe
@@ -63,8 +59,8 @@ spec:
 def test_describe_deployment(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "descdeploy")
-    k("-n", ns, "create", "-f", _write(tmp_path, "d.yaml", PAUSED_DEPLOYMENT))
-    lines = _flat(k("-n", ns, "describe", "deployment", "web"))
+    k("-n", ns, "create", "-f", write_file(tmp_path, "d.yaml", PAUSED_DEPLOYMENT))
+    lines = collapse_padding(k("-n", ns, "describe", "deployment", "web"))
     expected_head = [
         "Name:  web",
         f"Namespace:  {ns}",
@@ -154,7 +150,7 @@ def test_describe_service(version, cluster, tmp_path):
     one was used. The Service has no selector, so no controller touches them."""
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "descsvc")
-    k("-n", ns, "create", "-f", _write(tmp_path, "s.yaml", SERVICE_WITH_ENDPOINTS))
+    k("-n", ns, "create", "-f", write_file(tmp_path, "s.yaml", SERVICE_WITH_ENDPOINTS))
     ip = k("-n", ns, "get", "svc", "hello", "-o", "jsonpath={.spec.clusterIP}")
     endpoints = "10.244.0.5:8080,10.244.0.6:8080" if at_least(version, 32) else "10.244.1.7:8080"
     expected = [
@@ -176,7 +172,7 @@ def test_describe_service(version, cluster, tmp_path):
     if at_least(version, 30):
         expected.append("Internal Traffic Policy:  Cluster")
     expected += ["Events:  <none>", ""]
-    assert _flat(k("-n", ns, "describe", "service", "hello")) == expected
+    assert collapse_padding(k("-n", ns, "describe", "service", "hello")) == expected
 
 
 @main_versions
@@ -186,7 +182,7 @@ def test_describe_service_created_by_generator(version, cluster, tmp_path):
     k("-n", ns, "create", "service", "nodeport", "np", "--tcp=80:8080")
     svc_ip = k("-n", ns, "get", "svc", "np", "-o", "jsonpath={.spec.clusterIP}")
     node_port = k("-n", ns, "get", "svc", "np", "-o", "jsonpath={.spec.ports[0].nodePort}")
-    lines = _flat(k("-n", ns, "describe", "svc", "np"))
+    lines = collapse_padding(k("-n", ns, "describe", "svc", "np"))
     for line in ("Selector:  app=np", "Type:  NodePort", f"IP:  {svc_ip}", "Port:  80-8080  80/TCP",
                  "TargetPort:  8080/TCP", f"NodePort:  80-8080  {node_port}/TCP", "Session Affinity:  None",
                  "External Traffic Policy:  Cluster"):
@@ -212,11 +208,11 @@ data:
 def test_describe_configmap(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "desccm")
-    k("-n", ns, "create", "-f", _write(tmp_path, "cm.yaml", CONFIGMAP))
+    k("-n", ns, "create", "-f", write_file(tmp_path, "cm.yaml", CONFIGMAP))
     out = k("-n", ns, "describe", "configmap", "settings")
     # The blank lines around the data differ between kubectl versions.
     gap = [""] if at_least(version, 28) else []
-    assert _flat(out) == [
+    assert collapse_padding(out) == [
         "Name:  settings",
         f"Namespace:  {ns}",
         "Labels:  app=web",
@@ -245,7 +241,7 @@ def test_describe_namespace_header(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "descns")
     k("label", "namespace", ns, "team=web")
-    lines = _flat(k("describe", "namespace", ns))
+    lines = collapse_padding(k("describe", "namespace", ns))
     assert lines[:2] == [f"Name:  {ns}", "Labels:  kubernetes.io/metadata.name=" + ns]
     assert lines[2].strip() == "team=web"  # continuation lines are padded to the value column
     assert lines[3:5] == ["Annotations:  <none>", "Status:  Active"]
@@ -255,7 +251,7 @@ def test_describe_namespace_header(version, cluster, tmp_path):
 def test_describe_namespace_quota_and_limits(version, cluster, tmp_path):
     k = kubectl_for(version, cluster, tmp_path)
     ns = new_namespace(k, "descnsq")
-    assert _flat(k("describe", "namespace", ns)) == [
+    assert collapse_padding(k("describe", "namespace", ns)) == [
         f"Name:  {ns}",
         "Labels:  kubernetes.io/metadata.name=" + ns,
         "Annotations:  <none>",

@@ -11,30 +11,21 @@ from __future__ import annotations
 import base64
 import json
 import re
-from pathlib import Path
 
 import pytest
 from kubectl_helpers import (
     at_least,
     fails,
+    get_json,
     in_service_cidr,
     kubectl_for,
     main_versions,
     new_namespace,
     parse_table,
+    write_file,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _get(k, ns, *what: str) -> dict:
-    return json.loads(k("-n", ns, "get", *what, "-o", "json"))
-
-
-def _write(tmp_path: Path, name: str, text: str) -> str:
-    p = tmp_path / name
-    p.write_text(text)
-    return str(p)
 
 
 PAUSED_WEB = """\
@@ -67,7 +58,7 @@ def _paused_web(k, ns, replicas: int = 3) -> dict:
     ReplicaSet, no revision annotation), so generation arithmetic is exact."""
     assert k("-n", ns, "create", "-f", "-", input=PAUSED_WEB.format(replicas=replicas)) == \
         "deployment.apps/web created\n"
-    return _get(k, ns, "deploy", "web")
+    return get_json(k, ns, "deploy", "web")
 
 
 UNSCHEDULABLE_POD = """\
@@ -105,7 +96,7 @@ def test_create_deployment(version, cluster, tmp_path):
     ns = new_namespace(k, "mkdeploy")
     assert _create(k, "-n", ns, "create", "deployment", "web", "--image=ethos93/go-httpd", "--replicas=3") == \
         "deployment.apps/web created\n"
-    d = _get(k, ns, "deployment", "web")
+    d = get_json(k, ns, "deployment", "web")
     assert d["spec"]["replicas"] == 3
     assert d["metadata"]["labels"] == {"app": "web"}
     assert d["spec"]["selector"] == {"matchLabels": {"app": "web"}}
@@ -125,7 +116,7 @@ def test_create_service_clusterip_and_nodeport(version, cluster, tmp_path):
     ns = new_namespace(k, "mksvc")
     assert _create(k, "-n", ns, "create", "service", "clusterip", "web", "--tcp=8080:8080") == \
         "service/web created\n"
-    s = _get(k, ns, "service", "web")
+    s = get_json(k, ns, "service", "web")
     assert s["spec"]["type"] == "ClusterIP"
     assert s["spec"]["selector"] == {"app": "web"}
     assert s["spec"]["ports"] == [{"name": "8080-8080", "port": 8080, "protocol": "TCP", "targetPort": 8080}]
@@ -133,7 +124,7 @@ def test_create_service_clusterip_and_nodeport(version, cluster, tmp_path):
 
     assert _create(k, "-n", ns, "create", "service", "nodeport", "web-np", "--tcp=80:8080") == \
         "service/web-np created\n"
-    s = _get(k, ns, "service", "web-np")
+    s = get_json(k, ns, "service", "web-np")
     assert s["spec"]["type"] == "NodePort"
     [p] = s["spec"]["ports"]
     assert (p["port"], p["targetPort"], p["protocol"]) == (80, 8080, "TCP")
@@ -145,7 +136,7 @@ def test_create_service_clusterip_and_nodeport(version, cluster, tmp_path):
     fixed = 30100 + int(version.split(".")[1])  # the server is shared by the versions
     assert k("-n", ns, "create", "service", "nodeport", "fixed", "--tcp=80:8080", f"--node-port={fixed}") == \
         "service/fixed created\n"
-    assert _get(k, ns, "service", "fixed")["spec"]["ports"][0]["nodePort"] == fixed
+    assert get_json(k, ns, "service", "fixed")["spec"]["ports"][0]["nodePort"] == fixed
     assert fails(k, "-n", ns, "create", "service", "nodeport", "clash", "--tcp=80:8080", f"--node-port={fixed}") == (
         f'error: failed to create NodePort service: Service "clash" is invalid: spec.ports[0].nodePort: '
         f"Invalid value: {fixed}: provided port is already allocated\n")
@@ -163,11 +154,11 @@ def test_create_namespace_configmap_secret(version, cluster, tmp_path):
 
     assert _create(k, "-n", ns, "create", "configmap", "settings", "--from-literal=color=blue",
                    "--from-literal=size=large") == "configmap/settings created\n"
-    assert _get(k, ns, "configmap", "settings")["data"] == {"color": "blue", "size": "large"}
+    assert get_json(k, ns, "configmap", "settings")["data"] == {"color": "blue", "size": "large"}
 
     assert _create(k, "-n", ns, "create", "secret", "generic", "creds", "--from-literal=user=admin",
                    "--from-literal=password=s3cr=t") == "secret/creds created\n"
-    s = _get(k, ns, "secret", "creds")
+    s = get_json(k, ns, "secret", "creds")
     assert s["type"] == "Opaque"
     assert s["data"] == {"user": base64.b64encode(b"admin").decode(),
                          "password": base64.b64encode(b"s3cr=t").decode()}
@@ -185,7 +176,7 @@ def test_run_pod_with_command(version, cluster, tmp_path):
              "/bin/sh", "-c", "while true; do echo hi; sleep 10; done") == "pod/curlpod created\n"
     assert k("-n", ns, "get", "pod", "curlpod", "-o", "jsonpath={.spec.containers[0].command}") == \
         '["/bin/sh","-c","while true; do echo hi; sleep 10; done"]'
-    p = _get(k, ns, "pod", "curlpod")
+    p = get_json(k, ns, "pod", "curlpod")
     assert p["metadata"]["labels"] == {"run": "curlpod"}
     [c] = p["spec"]["containers"]
     assert c["name"] == "curlpod" and c["image"] == "radial/busyboxplus:curl"
@@ -208,12 +199,12 @@ def test_label_and_annotate(version, cluster, tmp_path):
         "error: 'tier' already has a value (front), and --overwrite is false\n"
     assert k("-n", ns, "label", "deployment", "web", "tier=back", "--overwrite") == \
         "deployment.apps/web labeled\n"
-    d = _get(k, ns, "deploy", "web")
+    d = get_json(k, ns, "deploy", "web")
     assert d["metadata"]["labels"] == {"app": "web", "tier": "back"}
     assert d["metadata"]["generation"] == gen  # labels are not spec
     assert k("-n", ns, "get", "deploy", "-l", "tier=back", "-o", "name") == "deployment.apps/web\n"
     assert k("-n", ns, "label", "deployment", "web", "tier-") == "deployment.apps/web unlabeled\n"
-    assert _get(k, ns, "deploy", "web")["metadata"]["labels"] == {"app": "web"}
+    assert get_json(k, ns, "deploy", "web")["metadata"]["labels"] == {"app": "web"}
 
     # kubectl 1.27 prints "annotate", later versions "annotated" (client-side text)
     verb = "annotate" if version == "1.27" else "annotated"
@@ -223,19 +214,19 @@ def test_label_and_annotate(version, cluster, tmp_path):
         "'owner' already has a value (alice)\n")
     assert k("-n", ns, "annotate", "deployment", "web", "owner=bob", "--overwrite") == \
         f"deployment.apps/web {verb}\n"
-    d = _get(k, ns, "deploy", "web")
+    d = get_json(k, ns, "deploy", "web")
     assert d["metadata"]["annotations"] == {"owner": "bob"}
     # upstream bumps a Deployment's generation on annotation changes (they are
     # copied to its ReplicaSets)
     assert d["metadata"]["generation"] == gen + 2
     assert k("-n", ns, "annotate", "deployment", "web", "owner-") == f"deployment.apps/web {verb}\n"
-    assert not _get(k, ns, "deploy", "web")["metadata"].get("annotations")
+    assert not get_json(k, ns, "deploy", "web")["metadata"].get("annotations")
 
     # on a kind without that rule, labels and annotations never bump generation
     k("-n", ns, "create", "configmap", "cfg")
     k("-n", ns, "label", "cm", "cfg", "a=b")
     k("-n", ns, "annotate", "cm", "cfg", "c=d")
-    cm = _get(k, ns, "cm", "cfg")
+    cm = get_json(k, ns, "cm", "cfg")
     assert cm["metadata"]["labels"] == {"a": "b"} and cm["metadata"]["annotations"] == {"c": "d"}
     assert "generation" not in cm["metadata"]
 
@@ -246,14 +237,14 @@ def test_scale_deployment(version, cluster, tmp_path):
     ns = new_namespace(k, "scale")
     before = _paused_web(k, ns, replicas=3)
     assert k("-n", ns, "scale", "deployment", "web", "--replicas=5") == "deployment.apps/web scaled\n"
-    after = _get(k, ns, "deploy", "web")
+    after = get_json(k, ns, "deploy", "web")
     assert after["spec"]["replicas"] == 5
     assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
     assert parse_table(k("-n", ns, "get", "deploy")).row("web")[1].endswith("/5")
     # --current-replicas is checked by kubectl against the scale subresource
     assert fails(k, "-n", ns, "scale", "deploy/web", "--current-replicas=7", "--replicas=2") == \
         "error: Expected replicas to be 7, was 5\n"
-    assert _get(k, ns, "deploy", "web")["spec"]["replicas"] == 5
+    assert get_json(k, ns, "deploy", "web")["spec"]["replicas"] == 5
 
 
 @main_versions
@@ -265,7 +256,7 @@ def test_scale_with_current_replicas_precondition(version, cluster, tmp_path):
     _paused_web(k, ns, replicas=5)
     assert k("-n", ns, "scale", "deploy/web", "--current-replicas=5", "--replicas=1") == \
         "deployment.apps/web scaled\n"
-    assert _get(k, ns, "deploy", "web")["spec"]["replicas"] == 1
+    assert get_json(k, ns, "deploy", "web")["spec"]["replicas"] == 1
 
 
 @main_versions
@@ -278,7 +269,7 @@ def test_patch_three_types(version, cluster, tmp_path):
     assert k("-n", ns, "patch", "deployment", "web", "-p",
              '{"spec":{"replicas":4,"template":{"spec":{"containers":[{"name":"go-httpd",'
              '"env":[{"name":"MODE","value":"fast"}]}]}}}}') == "deployment.apps/web patched\n"
-    d = _get(k, ns, "deploy", "web")
+    d = get_json(k, ns, "deploy", "web")
     assert d["spec"]["replicas"] == 4
     [c] = d["spec"]["template"]["spec"]["containers"]
     assert c["image"] == "ethos93/go-httpd" and c["env"] == [{"name": "MODE", "value": "fast"}]
@@ -288,7 +279,7 @@ def test_patch_three_types(version, cluster, tmp_path):
     assert k("-n", ns, "patch", "deployment", "web", "--type=merge", "-p",
              '{"spec":{"replicas":3,"template":{"metadata":{"labels":{"app":"web","extra":"x"}}}},'
              '"metadata":{"labels":{"app":null,"patched":"yes"}}}') == "deployment.apps/web patched\n"
-    d = _get(k, ns, "deploy", "web")
+    d = get_json(k, ns, "deploy", "web")
     assert d["spec"]["replicas"] == 3
     assert d["metadata"]["labels"] == {"patched": "yes"}
     assert d["spec"]["template"]["metadata"]["labels"] == {"app": "web", "extra": "x"}
@@ -296,13 +287,13 @@ def test_patch_three_types(version, cluster, tmp_path):
     # json patch
     assert k("-n", ns, "patch", "deployment", "web", "--type=json", "-p",
              '[{"op":"replace","path":"/spec/replicas","value":2}]') == "deployment.apps/web patched\n"
-    assert _get(k, ns, "deploy", "web")["spec"]["replicas"] == 2
+    assert get_json(k, ns, "deploy", "web")["spec"]["replicas"] == 2
     assert k("-n", ns, "patch", "deployment", "web", "--type=json", "-p",
              '[{"op":"replace","path":"/spec/replicas","value":2}]') == "deployment.apps/web patched (no change)\n"
     assert k("-n", ns, "patch", "deployment", "web", "--type=json", "-p",
              '[{"op":"add","path":"/spec/template/spec/containers/0/args","value":["-v"]},'
              '{"op":"remove","path":"/spec/template/metadata/labels/extra"}]') == "deployment.apps/web patched\n"
-    d = _get(k, ns, "deploy", "web")
+    d = get_json(k, ns, "deploy", "web")
     assert d["spec"]["template"]["spec"]["containers"][0]["args"] == ["-v"]
     assert d["spec"]["template"]["metadata"]["labels"] == {"app": "web"}
 
@@ -311,7 +302,7 @@ def test_patch_three_types(version, cluster, tmp_path):
                 '[{"op":"test","path":"/spec/replicas","value":9},{"op":"replace","path":"/spec/replicas","value":1}]')
     # upstream: 422 Invalid with an empty details object (NewGenericServerResponse)
     assert err == "The request is invalid: the server rejected our request due to an error in our request\n"
-    assert _get(k, ns, "deploy", "web")["spec"]["replicas"] == 2
+    assert get_json(k, ns, "deploy", "web")["spec"]["replicas"] == 2
 
     # a merge patch that breaks validation is refused with the field path
     assert fails(k, "-n", ns, "patch", "deployment", "web", "--type=merge", "-p", '{"spec":{"replicas":-1}}') == (
@@ -326,7 +317,7 @@ def test_set_image(version, cluster, tmp_path):
     gen = _paused_web(k, ns)["metadata"]["generation"]
     assert k("-n", ns, "set", "image", "deployment/web", "go-httpd=nginx:1.2") == \
         "deployment.apps/web image updated\n"
-    d = _get(k, ns, "deploy", "web")
+    d = get_json(k, ns, "deploy", "web")
     [c] = d["spec"]["template"]["spec"]["containers"]
     assert c["image"] == "nginx:1.2" and c["name"] == "go-httpd"
     assert d["metadata"]["generation"] == gen + 1
@@ -382,7 +373,7 @@ def test_delete_waits_until_gone(version, cluster, tmp_path):
     assert k("-n", ns, "delete", "configmap", "x") == 'configmap "x" deleted\n'
     assert fails(k, "-n", ns, "get", "configmap", "x") == 'Error from server (NotFound): configmaps "x" not found\n'
 
-    f = _write(tmp_path, "gone.yaml", DELETE_MANIFEST)
+    f = write_file(tmp_path, "gone.yaml", DELETE_MANIFEST)
     k("-n", ns, "apply", "-f", f)
     assert k("-n", ns, "delete", "-f", f) == \
         'deployment.apps "gone" deleted\nservice "gone" deleted\nconfigmap "gone" deleted\n'

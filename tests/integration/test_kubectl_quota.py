@@ -26,7 +26,9 @@ import pytest
 from conftest import Kubectl
 from kubectl_helpers import (
     check_age,
+    collapse_padding,
     fails,
+    get_json,
     kubectl_for,
     main_versions,
     new_namespace,
@@ -58,10 +60,6 @@ def _used(k: Kubectl, ns: str, name: str = "q") -> dict[str, str]:
     return json.loads(out) if out else {}
 
 
-def _flat(text: str) -> list[str]:
-    return [re.sub(r"(?<=\S) {2,}", "  ", line.rstrip()) for line in text.split("\n")]
-
-
 POD = """\
 apiVersion: v1
 kind: Pod
@@ -91,7 +89,7 @@ def test_create_get_and_describe_quota(version, cluster, tmp_path):
     _, request, limit, age = table.row("q")
     assert (request, limit) == ("pods: 0/3, requests.cpu: 0/1, services: 0/2", "limits.memory: 0/1Gi")
     check_age(age)
-    assert _flat(k("-n", ns, "describe", "quota", "q")) == [
+    assert collapse_padding(k("-n", ns, "describe", "quota", "q")) == [
         "Name:  q",
         f"Namespace:  {ns}",
         "Resource  Used  Hard",
@@ -166,7 +164,7 @@ def test_limit_range_defaults_and_maximum(version, cluster, tmp_path):
     assert table.header == ["NAME", "CREATED AT"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", table.row("limits")[1])
     assert k("-n", ns, "run", "web", "--image=busybox") == "pod/web created\n"
-    pod = json.loads(k("-n", ns, "get", "pod", "web", "-o", "json"))
+    pod = get_json(k, ns, "pod", "web")
     assert pod["spec"]["containers"][0]["resources"] == {
         "limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}}
     assert pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
@@ -185,7 +183,7 @@ def test_describe_namespace_lists_quotas_and_limits(version, cluster, tmp_path):
     k("-n", ns, "create", "quota", "q", "--hard=pods=2")
     k("-n", ns, "create", "-f", "-", input=LIMIT_RANGE)
     _until(lambda: "pods" in _used(k, ns), "the quota's status")
-    lines = _flat(k("describe", "namespace", ns))
+    lines = collapse_padding(k("describe", "namespace", ns))
     i = lines.index("Resource Quotas")
     assert lines[i:i + 5] == ["Resource Quotas", "  Name:  q", "  Resource  Used  Hard", "  --------  ---  ---",
                               "  pods  0  2"]

@@ -6,42 +6,32 @@ server."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from inprocess import absent, controller_context, create_namespace
+from kinds import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    LEASES,
+    NAMESPACES,
+    PODS,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+)
+from polling import eventually
 
-from kubeling.api.errors import APIError
-from kubeling.api.registry import Kind, lookup
-from kubeling.client.events import EventRecorder
-from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.controllers.garbagecollector import GarbageCollector
 from kubeling.controllers.namespace import NamespaceController
 from kubeling.controllers.serviceaccount import ServiceAccountsController
 from kubeling.testing import Cluster
-from polling import eventually
 
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
-
-
-def _kind(group: str, plural: str) -> Kind:
-    k = lookup(group, "v1", plural)
-    assert k is not None
-    return k
-
-
-NAMESPACES = _kind("", "namespaces")
-PODS = _kind("", "pods")
-CONFIGMAPS = _kind("", "configmaps")
-SECRETS = _kind("", "secrets")
-SERVICES = _kind("", "services")
-SERVICE_ACCOUNTS = _kind("", "serviceaccounts")
-DEPLOYMENTS = _kind("apps", "deployments")
-LEASES = _kind("coordination.k8s.io", "leases")
 
 POD_SPEC = {"containers": [{"name": "c", "image": "registry.local/app:1"}]}
 
@@ -49,45 +39,15 @@ POD_SPEC = {"containers": [{"name": "c", "image": "registry.local/app:1"}]}
 @pytest.fixture
 async def client(cluster: Cluster) -> AsyncIterator[Client]:
     """The namespace, ServiceAccount and garbage collector controllers running."""
-    c = await Client.from_kubeconfig(cluster.kubeconfig)
-    factory = InformerFactory(c)
-    recorders: list[EventRecorder] = []
-
-    def recorder(component: str) -> EventRecorder:
-        recorders.append(EventRecorder(c, component))
-        return recorders[-1]
-
-    controllers: list[NamespaceController | ServiceAccountsController | GarbageCollector] = [
-        NamespaceController(c, factory, recorder, deletion_grace_seconds=0.2),
-                   ServiceAccountsController(c, factory, recorder), GarbageCollector(c, factory, recorder)]
-    await factory.start()
-    tasks = [asyncio.create_task(ctl.run(2)) for ctl in controllers]
-    try:
+    async with controller_context(cluster) as context:
+        c, factory, recorder = context.client, context.factory, context.recorder
+        controllers: list[NamespaceController | ServiceAccountsController | GarbageCollector] = [
+            NamespaceController(c, factory, recorder, deletion_grace_seconds=0.2),
+            ServiceAccountsController(c, factory, recorder), GarbageCollector(c, factory, recorder)]
+        await factory.start()
+        for ctl in controllers:
+            context.spawn(ctl.run(2))
         yield c
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for r in recorders:
-            await r.flush()
-        await factory.stop()
-        await c.close()
-
-
-async def new_namespace(client: Client) -> str:
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"metadata": {"name": name}})
-    return name
-
-
-async def absent(client: Client, k: Kind, name: str, namespace: str | None = None) -> bool:
-    try:
-        await client.get(k, name, namespace)
-    except APIError as e:
-        if e.code == 404:
-            return True
-        raise
-    return False
 
 
 def conditions(ns: Obj) -> dict[str, tuple[str, str, str]]:
@@ -95,7 +55,7 @@ def conditions(ns: Obj) -> dict[str, tuple[str, str, str]]:
 
 
 async def test_kubectl_delete_namespace_with_content(client: Client, kubectl: Any) -> None:
-    ns = await new_namespace(client)
+    ns = await create_namespace(client, "ns")
     await client.create(CONFIGMAPS, {"metadata": {"name": "cfg", "namespace": ns}, "data": {"a": "b"}})
     await client.create(SECRETS, {"metadata": {"name": "s", "namespace": ns}})
     await client.create(SERVICES, {"metadata": {"name": "web", "namespace": ns},
@@ -116,7 +76,7 @@ async def test_kubectl_delete_namespace_with_content(client: Client, kubectl: An
 
 
 async def test_namespace_waits_for_terminating_pods_and_finalizers(client: Client) -> None:
-    ns = await new_namespace(client)
+    ns = await create_namespace(client, "ns")
     # bound to a node: deletion is graceful and lasts until the node agent confirms it
     await client.create(PODS, {"metadata": {"name": "slow", "namespace": ns},
                                "spec": {**POD_SPEC, "nodeName": "node-z"}})
@@ -163,7 +123,7 @@ async def test_namespace_waits_for_terminating_pods_and_finalizers(client: Clien
 
 
 async def test_default_service_account(client: Client) -> None:
-    ns = await new_namespace(client)
+    ns = await create_namespace(client, "ns")
     sa = await eventually(lambda: client.get(SERVICE_ACCOUNTS, "default", ns))
     await client.delete(SERVICE_ACCOUNTS, "default", ns)
 

@@ -13,18 +13,24 @@ taints for 2 s (the API server's default is 300 s).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import polling
 import pytest
+from inprocess import (
+    ControllerContext,
+    controller_context,
+    create_namespace,
+    delete_nodes,
+    delete_pods_now,
+)
+from kinds import NODES, PODS, REPLICASETS
 
-from kubeling.api.errors import APIError
 from kubeling.api.printers import now_rfc3339
-from kubeling.api.registry import Kind, lookup
-from kubeling.client.events import EventRecorder
 from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.controllers.nodelifecycle import NodeLifecycleController
@@ -37,19 +43,6 @@ pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
 
-def _kind(group: str, version: str, plural: str) -> Kind:
-    kind = lookup(group, version, plural)
-    assert kind is not None
-    return kind
-
-
-POD = _kind("", "v1", "pods")
-NODE = _kind("", "v1", "nodes")
-NS = _kind("", "v1", "namespaces")
-EVENT = _kind("", "v1", "events")
-LEASE = _kind("coordination.k8s.io", "v1", "leases")
-RS = _kind("apps", "v1", "replicasets")
-
 GRACE = 2.0
 
 TOLERATE_2S = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
@@ -58,13 +51,9 @@ TOLERATE_2S = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "
                 "tolerationSeconds": 2}]
 
 
-async def poll(probe: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(interval)
+# These tests probe every 0.1 s (the shared default is 0.05 s): what they wait
+# for takes grace periods of seconds.
+poll = functools.partial(polling.poll, interval=0.1)
 
 
 def conditions(obj: Obj) -> dict[str, Obj]:
@@ -80,10 +69,8 @@ class Env:
     client: Client
     namespace: str
     prefix: str
-    factory: InformerFactory
+    context: ControllerContext
     lifecycle: NodeLifecycleController
-    recorders: list[EventRecorder]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sims: list[SimulatedNodes] = field(default_factory=list)
     plain_nodes: list[str] = field(default_factory=list)
 
@@ -95,31 +82,28 @@ class Env:
         self.sims.append(sim)
         await factory.start()
         await sim.start()
-        self.tasks.append(asyncio.create_task(_hold(factory)))
+        self.context.spawn(_hold(factory))
         return sim
 
     async def node(self, name: str) -> Obj:
-        return await self.client.get(NODE, name)
+        return await self.client.get(NODES, name)
 
     async def pods(self) -> list[Obj]:
-        return (await self.client.list(POD, self.namespace))["items"]
+        return (await self.client.list(PODS, self.namespace))["items"]
 
     async def create_pod(self, name: str, node: str = "", **spec: Any) -> Obj:
         body: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                      "spec": {"containers": [{"name": "c", "image": "nginx"}], **spec}}
         if node:
             body["spec"]["nodeName"] = node
-        return await self.client.create(POD, body, self.namespace)
+        return await self.client.create(PODS, body, self.namespace)
 
     async def events(self, reason: str, namespace: str = "") -> list[Obj]:
-        for r in self.recorders:
-            await r.flush()
-        items = (await self.client.list(EVENT, namespace or self.namespace))["items"]
-        return [e for e in items if e.get("reason") == reason]
+        return await self.context.events(namespace or self.namespace, reason)
 
     async def add_plain_node(self, name: str, ready: str = "True", **spec: Any) -> None:
         """A Node without a kubelet: its health is whatever the test writes."""
-        await self.client.create(NODE, {
+        await self.client.create(NODES, {
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
             "spec": spec,
@@ -133,7 +117,7 @@ class Env:
         node = await self.node(name)
         conds = [{**c, "status": status, "lastHeartbeatTime": now_rfc3339()} if c["type"] == "Ready" else c
                  for c in node["status"]["conditions"]]
-        await self.client.patch(NODE, name, {"status": {"conditions": conds}}, subresource="status")
+        await self.client.patch(NODES, name, {"status": {"conditions": conds}}, subresource="status")
 
 
 async def _hold(factory: InformerFactory) -> None:
@@ -146,50 +130,30 @@ async def _hold(factory: InformerFactory) -> None:
 
 @pytest.fixture
 async def env(cluster: Cluster) -> AsyncIterator[Env]:
-    client = await Client.from_kubeconfig(cluster.kubeconfig)
-    tag = uuid.uuid4().hex[:6]
-    namespace = f"nlc-{tag}"
-    await client.create(NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    recorders: list[EventRecorder] = []
-
-    def recorder_factory(component: str) -> EventRecorder:
-        recorders.append(EventRecorder(client, component))
-        return recorders[-1]
-
-    factory = InformerFactory(client)
-    lifecycle = NodeLifecycleController(client, factory, recorder_factory, node_monitor_period=0.2,
-                                        node_monitor_grace_period=GRACE, node_startup_grace_period=GRACE)
-    scheduler = Scheduler(client, factory, recorder_factory, pod_initial_backoff=0.2, pod_max_backoff=1.0)
-    replicasets = ReplicaSetController(client, factory, recorder_factory)
-    e = Env(client, namespace, f"nlc-{tag}-", factory, lifecycle, recorders)
-    await factory.start()
-    e.tasks += [asyncio.create_task(lifecycle.run(4)), asyncio.create_task(scheduler.run()),
-                asyncio.create_task(replicasets.run(2))]
-    try:
-        yield e
-    finally:
-        for t in e.tasks:
-            t.cancel()
-        await asyncio.gather(*e.tasks, return_exceptions=True)
-        for sim in e.sims:
-            await sim.stop()
-        await factory.stop()
-        for r in recorders:
-            await r.flush()
-        for rs in (await client.list(RS, namespace))["items"]:
-            await client.delete(RS, rs["metadata"]["name"], namespace)
-        for p in (await client.list(POD, namespace))["items"]:
-            try:
-                await client.delete(POD, p["metadata"]["name"], namespace, grace_period_seconds=0)
-            except APIError:
-                pass
-        for n in {n for sim in e.sims for n in sim.names} | set(e.plain_nodes):
-            for kind, ns in ((NODE, None), (LEASE, "kube-node-lease")):
-                try:
-                    await client.delete(kind, n, ns)
-                except APIError:
-                    pass
-        await client.close()
+    async with controller_context(cluster) as context:
+        client, factory, recorder = context.client, context.factory, context.recorder
+        namespace = await create_namespace(client, "nlc")
+        lifecycle = NodeLifecycleController(client, factory, recorder, node_monitor_period=0.2,
+                                            node_monitor_grace_period=GRACE, node_startup_grace_period=GRACE)
+        scheduler = Scheduler(client, factory, recorder, pod_initial_backoff=0.2, pod_max_backoff=1.0)
+        replicasets = ReplicaSetController(client, factory, recorder)
+        e = Env(client, namespace, f"{namespace}-", context, lifecycle)
+        await factory.start()
+        context.spawn(lifecycle.run(4))
+        context.spawn(scheduler.run())
+        context.spawn(replicasets.run(2))
+        try:
+            yield e
+        finally:
+            # controllers (and the simulated nodes' informers) first: a running
+            # ReplicaSet controller would replace the pods deleted below
+            await context.stop()
+            for sim in e.sims:
+                await sim.stop()
+            for rs in (await client.list(REPLICASETS, namespace))["items"]:
+                await client.delete(REPLICASETS, rs["metadata"]["name"], namespace)
+            await delete_pods_now(client, namespace)
+            await delete_nodes(client, {n for sim in e.sims for n in sim.names} | set(e.plain_nodes))
 
 
 async def test_unreachable_node_is_tainted_and_its_pods_evicted(env: Env) -> None:
@@ -199,7 +163,7 @@ async def test_unreachable_node_is_tainted_and_its_pods_evicted(env: Env) -> Non
                 "spec": {"containers": [{"name": "c", "image": "nginx"}], "tolerations": TOLERATE_2S,
                          "nodeSelector": {"kubernetes.io/hostname": dead}}}
     # pods pinned to the node that will fail, so the test knows where they run
-    await env.client.create(RS, {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
+    await env.client.create(REPLICASETS, {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
                                  "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
                                           "template": template}}, env.namespace)
     forever = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]
@@ -217,7 +181,7 @@ async def test_unreachable_node_is_tainted_and_its_pods_evicted(env: Env) -> Non
     assert len(web) == 3
 
     # replacements may go wherever there is room
-    await env.client.patch(RS, "web", {"spec": {"template": {"spec": {"nodeSelector": None}}}}, env.namespace)
+    await env.client.patch(REPLICASETS, "web", {"spec": {"template": {"spec": {"nodeSelector": None}}}}, env.namespace)
 
     await sim.stop([dead])
     stopped = time.monotonic()
@@ -250,7 +214,7 @@ async def test_unreachable_node_is_tainted_and_its_pods_evicted(env: Env) -> Non
         return all(conditions(pods[n])["Ready"]["status"] == "False" for n in [*web, "stays"] if n in pods)
 
     assert await poll(not_ready, 5)
-    assert conditions(await env.client.get(POD, "elsewhere", env.namespace))["Ready"]["status"] == "True"
+    assert conditions(await env.client.get(PODS, "elsewhere", env.namespace))["Ready"]["status"] == "True"
 
     # after tolerationSeconds the replicas are evicted and recreated on live nodes with new IPs
     async def replaced() -> list[Obj] | None:
@@ -270,9 +234,9 @@ async def test_unreachable_node_is_tainted_and_its_pods_evicted(env: Env) -> Non
     for p in evicted:
         assert conditions(p)["DisruptionTarget"]["reason"] == "DeletionByTaintManager"
 
-    stays = await env.client.get(POD, "stays", env.namespace)
+    stays = await env.client.get(PODS, "stays", env.namespace)
     assert not stays["metadata"].get("deletionTimestamp")  # tolerates the taint forever
-    assert not (await env.client.get(POD, "elsewhere", env.namespace))["metadata"].get("deletionTimestamp")
+    assert not (await env.client.get(PODS, "elsewhere", env.namespace))["metadata"].get("deletionTimestamp")
 
     evictions = await env.events("TaintManagerEviction")
     assert {e["message"] for e in evictions} >= {f"Marking for deletion Pod {env.namespace}/{n}" for n in web}
@@ -311,7 +275,7 @@ async def test_condition_and_cordon_taints(env: Env) -> None:
     assert node["metadata"]["labels"]["beta.kubernetes.io/os"] == "linux"  # reconciled from kubernetes.io/os
     assert node["metadata"]["labels"]["beta.kubernetes.io/arch"] == "amd64"
 
-    await env.client.patch(NODE, name, {"spec": {"unschedulable": None}})
+    await env.client.patch(NODES, name, {"spec": {"unschedulable": None}})
     await env.set_ready(name, "True")
 
     async def clean() -> bool:
@@ -359,7 +323,7 @@ async def test_untolerated_taints_evict_at_once_and_removal_cancels(env: Env) ->
         return sum(1 for p in await env.pods() if p.get("status", {}).get("phase") == "Running") == 3
 
     assert await poll(running)
-    await env.client.patch(NODE, node, {"spec": {"taints": [{"key": "maintenance", "effect": "NoExecute"}]}})
+    await env.client.patch(NODES, node, {"spec": {"taints": [{"key": "maintenance", "effect": "NoExecute"}]}})
 
     async def plain_gone() -> bool:
         return "plain" not in {p["metadata"]["name"] for p in await env.pods()}
@@ -370,7 +334,7 @@ async def test_untolerated_taints_evict_at_once_and_removal_cancels(env: Env) ->
     assert not names["tolerant"]["metadata"].get("deletionTimestamp")
     assert not names["immune"]["metadata"].get("deletionTimestamp")
 
-    await env.client.patch(NODE, node, {"spec": {"taints": None}})
+    await env.client.patch(NODES, node, {"spec": {"taints": None}})
 
     async def cancelled() -> list[Obj]:
         return [e for e in await env.events("TaintManagerEviction")

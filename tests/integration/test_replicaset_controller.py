@@ -11,37 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import pytest
+from inprocess import ControllerContext, controller_context, create_namespace
+from kinds import PODS, REPLICASETS
+from polling import eventually, mark_ready
 
 from kubeling.api.errors import APIError
 from kubeling.api.printers import now_rfc3339
-from kubeling.api.registry import Kind, lookup
-from kubeling.client.events import EventRecorder
-from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.controllers.replicaset import ReplicaSetController
 from kubeling.testing import Cluster
-from polling import eventually, mark_ready
 
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
-
-
-def _kind(group: str, plural: str) -> Kind:
-    kind = lookup(group, "v1", plural)
-    assert kind is not None
-    return kind
-
-
-POD = _kind("", "pods")
-RS = _kind("apps", "replicasets")
-NS = _kind("", "namespaces")
-EVENT = _kind("", "events")
 
 
 @dataclass
@@ -49,46 +35,27 @@ class Env:
     client: Client
     controller: ReplicaSetController
     namespace: str
-    recorders: list[EventRecorder]
+    context: ControllerContext
 
     async def pods(self, selector: str = "") -> list[Obj]:
-        items = (await self.client.list(POD, self.namespace, label_selector=selector))["items"]
+        items = (await self.client.list(PODS, self.namespace, label_selector=selector))["items"]
         return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
     async def rs(self, name: str) -> Obj:
-        return await self.client.get(RS, name, self.namespace)
+        return await self.client.get(REPLICASETS, name, self.namespace)
 
     async def events(self, reason: str) -> list[Obj]:
-        for r in self.recorders:
-            await r.flush()
-        items = (await self.client.list(EVENT, self.namespace))["items"]
-        return [e for e in items if e.get("reason") == reason]
+        return await self.context.events(self.namespace, reason)
 
 
 @pytest.fixture
 async def env(cluster: Cluster) -> AsyncIterator[Env]:
-    client = await Client.from_kubeconfig(cluster.kubeconfig)
-    namespace = f"rs-{uuid.uuid4().hex[:8]}"
-    await client.create(NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    factory = InformerFactory(client)
-    recorders: list[EventRecorder] = []
-
-    def recorder_factory(component: str) -> EventRecorder:
-        recorders.append(EventRecorder(client, component))
-        return recorders[-1]
-
-    controller = ReplicaSetController(client, factory, recorder_factory)
-    await factory.start()
-    task = asyncio.create_task(controller.run(5))
-    try:
-        yield Env(client, controller, namespace, recorders)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        for r in recorders:
-            await r.flush()
-        await factory.stop()
-        await client.close()
+    async with controller_context(cluster) as context:
+        namespace = await create_namespace(context.client, "rs")
+        controller = ReplicaSetController(context.client, context.factory, context.recorder)
+        await context.factory.start()
+        context.spawn(controller.run(5))
+        yield Env(context.client, controller, namespace, context)
 
 
 def replica_set(name: str, replicas: int, labels: dict[str, str] | None = None, **spec: Any) -> Obj:
@@ -103,7 +70,7 @@ def replica_set(name: str, replicas: int, labels: dict[str, str] | None = None, 
 
 
 async def create_rs(env: Env, obj: Obj) -> Obj:
-    return await env.client.create(RS, obj, env.namespace)
+    return await env.client.create(REPLICASETS, obj, env.namespace)
 
 
 async def count_is(env: Env, selector: str, n: int) -> bool:
@@ -111,7 +78,7 @@ async def count_is(env: Env, selector: str, n: int) -> bool:
 
 
 async def scale(env: Env, name: str, replicas: int) -> None:
-    await env.client.patch(RS, name, {"spec": {"replicas": replicas}}, env.namespace)
+    await env.client.patch(REPLICASETS, name, {"spec": {"replicas": replicas}}, env.namespace)
 
 
 # --------------------------------------------------------------------------- tests
@@ -185,7 +152,7 @@ async def test_slow_start_and_replica_failure(env: Env, monkeypatch: pytest.Monk
 
     async def failing_create(kind: Any, obj: Obj, namespace: str | None = None) -> Obj:
         nonlocal in_flight, most_in_flight
-        if kind is POD:
+        if kind is PODS:
             in_flight += 1
             most_in_flight = max(most_in_flight, in_flight)
             await asyncio.sleep(0.02)
@@ -219,7 +186,7 @@ async def test_slow_start_and_replica_failure(env: Env, monkeypatch: pytest.Monk
 
 
 async def test_adopts_matching_orphan(env: Env) -> None:
-    bare = await env.client.create(POD, {
+    bare = await env.client.create(PODS, {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "bare", "labels": {"app": "adopt", "tier": "web"}},
         "spec": {"containers": [{"name": "c", "image": "nginx:1.25"}]}}, env.namespace)
@@ -234,7 +201,7 @@ async def test_adopts_matching_orphan(env: Env) -> None:
     rs = await create_rs(env, replica_set("adopt", 2))
 
     async def adopted() -> bool:
-        pod = await env.client.get(POD, "bare", env.namespace)
+        pod = await env.client.get(PODS, "bare", env.namespace)
         refs = pod["metadata"].get("ownerReferences") or []
         return [r["uid"] for r in refs if r.get("controller")] == [rs["metadata"]["uid"]]
 
@@ -249,10 +216,10 @@ async def test_releases_relabelled_pod(env: Env) -> None:
     await create_rs(env, replica_set("rel", 2))
     await eventually(lambda: count_is(env, "app=rel", 2))
     victim = (await env.pods("app=rel"))[0]["metadata"]["name"]
-    await env.client.patch(POD, victim, {"metadata": {"labels": {"app": "elsewhere"}}}, env.namespace)
+    await env.client.patch(PODS, victim, {"metadata": {"labels": {"app": "elsewhere"}}}, env.namespace)
 
     async def released() -> bool:
-        pod = await env.client.get(POD, victim, env.namespace)
+        pod = await env.client.get(PODS, victim, env.namespace)
         return not pod["metadata"].get("ownerReferences")
 
     await eventually(released, what="relabelled pod released")
@@ -267,7 +234,7 @@ async def test_scale_down_deletes_not_ready_pods_first(env: Env) -> None:
     ready = set()
     for pod in pods[:2]:
         name = pod["metadata"]["name"]
-        await env.client.patch(POD, name, {"status": {"phase": "Running", "conditions": [
+        await env.client.patch(PODS, name, {"status": {"phase": "Running", "conditions": [
             {"type": "Ready", "status": "True", "lastTransitionTime": now_rfc3339()}]}}, env.namespace,
             subresource="status")
         ready.add(name)
@@ -305,7 +272,7 @@ async def test_terminal_pods_are_replaced(env: Env) -> None:
     await create_rs(env, replica_set("term", 2))
     await eventually(lambda: count_is(env, "app=term", 2))
     failed = (await env.pods("app=term"))[0]["metadata"]["name"]
-    await env.client.patch(POD, failed, {"status": {"phase": "Failed"}}, env.namespace, subresource="status")
+    await env.client.patch(PODS, failed, {"status": {"phase": "Failed"}}, env.namespace, subresource="status")
 
     async def replaced() -> bool:
         pods = await env.pods("app=term")

@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from inprocess import (
+    ControllerContext,
+    controller_context,
+    create_namespace,
+    delete_pods_now,
+)
+from kinds import NODES, PODS
+from polling import poll
 
-from kubeling.api.errors import APIError
-from kubeling.api.registry import Kind, lookup
-from kubeling.client.events import EventRecorder
-from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
 from kubeling.scheduler.scheduler import Scheduler
 from kubeling.testing import Cluster
@@ -33,17 +37,6 @@ from kubeling.testing import Cluster
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
-
-def _kind(group: str, version: str, plural: str) -> Kind:
-    kind = lookup(group, version, plural)
-    assert kind is not None
-    return kind
-
-
-POD = _kind("", "v1", "pods")
-NODE = _kind("", "v1", "nodes")
-NS = _kind("", "v1", "namespaces")
-EVENT = _kind("", "v1", "events")
 
 
 def node_object(name: str, *, cpu: str = "4", memory: str = "16Gi", pods: int = 110,
@@ -77,7 +70,7 @@ class Env:
     client: Client
     namespace: str
     prefix: str
-    recorders: list[EventRecorder]
+    context: ControllerContext
     nodes: list[str] = field(default_factory=list)
     start_scheduler: Callable[[], Awaitable[Scheduler]] | None = None
 
@@ -86,14 +79,14 @@ class Env:
 
     async def add_node(self, node: str, **kw: Any) -> None:
         full = self.name(node)
-        await self.client.create(NODE, node_object(full, **kw))
+        await self.client.create(NODES, node_object(full, **kw))
         self.nodes.append(full)
 
     async def create_pod(self, name: str, **kw: Any) -> Obj:
-        return await self.client.create(POD, pod_object(name, **kw), self.namespace)
+        return await self.client.create(PODS, pod_object(name, **kw), self.namespace)
 
     async def pod(self, name: str) -> Obj:
-        return await self.client.get(POD, name, self.namespace)
+        return await self.client.get(PODS, name, self.namespace)
 
     async def wait_bound(self, name: str, timeout: float = 10.0) -> str:
         async def bound() -> str | None:
@@ -115,65 +108,34 @@ class Env:
         return cond
 
     async def events(self, reason: str, pod: str = "") -> list[Obj]:
-        for r in self.recorders:
-            await r.flush()
-        items = (await self.client.list(EVENT, self.namespace))["items"]
-        return [e for e in items if e.get("reason") == reason
-                and (not pod or e["involvedObject"].get("name") == pod)]
-
-
-async def poll(probe: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
+        return [e for e in await self.context.events(self.namespace, reason)
+                if not pod or e["involvedObject"].get("name") == pod]
 
 
 @pytest.fixture
 async def env(cluster: Cluster) -> AsyncIterator[Env]:
     """A namespace, a scheduler (started on demand, so tests can build the cluster state first) and
     cleanup of the test's nodes and pods."""
-    client = await Client.from_kubeconfig(cluster.kubeconfig)
-    tag = uuid.uuid4().hex[:6]
-    namespace = f"sched-{tag}"
-    await client.create(NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    recorders: list[EventRecorder] = []
-    tasks: list[asyncio.Task[None]] = []
-    factories: list[InformerFactory] = []
+    async with controller_context(cluster) as context:
+        client = context.client
+        namespace = await create_namespace(client, "sched")
 
-    def recorder_factory(component: str) -> EventRecorder:
-        recorders.append(EventRecorder(client, component))
-        return recorders[-1]
+        async def start() -> Scheduler:
+            scheduler = Scheduler(client, context.factory, context.recorder, pod_initial_backoff=0.2,
+                                  pod_max_backoff=1.0)
+            await context.factory.start()
+            context.spawn(scheduler.run())
+            return scheduler
 
-    async def start() -> Scheduler:
-        factory = InformerFactory(client)
-        factories.append(factory)
-        scheduler = Scheduler(client, factory, recorder_factory, pod_initial_backoff=0.2, pod_max_backoff=1.0)
-        await factory.start()
-        tasks.append(asyncio.create_task(scheduler.run()))
-        return scheduler
-
-    e = Env(client, namespace, f"sched-{tag}", recorders, start_scheduler=start)
-    try:
-        yield e
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for f in factories:
-            await f.stop()
-        for r in recorders:
-            await r.flush()
-        for p in (await client.list(POD, namespace))["items"]:
-            try:
-                await client.delete(POD, p["metadata"]["name"], namespace, grace_period_seconds=0)
-            except APIError:
-                pass
-        for n in e.nodes:
-            await client.delete(NODE, n)
-        await client.close()
+        # Nodes are cluster-scoped: named after the test's namespace, they are its own.
+        e = Env(client, namespace, prefix=namespace, context=context, start_scheduler=start)
+        try:
+            yield e
+        finally:
+            await context.stop()
+            await delete_pods_now(client, namespace)
+            for n in e.nodes:
+                await client.delete(NODES, n)
 
 
 async def start(env: Env) -> Scheduler:
@@ -218,7 +180,7 @@ async def test_unschedulable_message_event_and_retry_when_room_frees(env: Env) -
     assert events and events[0]["type"] == "Warning" and events[0]["message"] == message
 
     # a pod leaving a node is a cluster event: the pending pod is retried and fits
-    await env.client.delete(POD, "big-b", env.namespace, grace_period_seconds=0)
+    await env.client.delete(PODS, "big-b", env.namespace, grace_period_seconds=0)
     assert await env.wait_bound("pending") == env.name("b")
 
 
@@ -262,7 +224,7 @@ async def test_selectors_affinity_and_taints(env: Env) -> None:
         "4 Preemption is not helpful for scheduling.")
 
     # relabelling a node is a cluster event too
-    await env.client.patch(NODE, env.name("hdd"), {"metadata": {"labels": {"disk": "tape"}}})
+    await env.client.patch(NODES, env.name("hdd"), {"metadata": {"labels": {"disk": "tape"}}})
     assert await env.wait_bound("nowhere") == env.name("hdd")
 
 
@@ -274,14 +236,14 @@ async def test_assumed_pods_count_before_the_informer_sees_them(env: Env) -> Non
     assert bound == 3
     await asyncio.sleep(0.5)
     assert await _bound_count(env) == 3  # never over-committed
-    pending = [p for p in (await env.client.list(POD, env.namespace))["items"] if not p["spec"].get("nodeName")]
+    pending = [p for p in (await env.client.list(PODS, env.namespace))["items"] if not p["spec"].get("nodeName")]
     assert len(pending) == 2
     cond = await env.wait_condition(pending[0]["metadata"]["name"])
     assert cond["message"].startswith("0/1 nodes are available: 1 Insufficient cpu, 1 Too many pods.")
 
 
 async def _bound_count(env: Env) -> int:
-    return sum(1 for p in (await env.client.list(POD, env.namespace))["items"] if p["spec"].get("nodeName"))
+    return sum(1 for p in (await env.client.list(PODS, env.namespace))["items"] if p["spec"].get("nodeName"))
 
 
 async def test_host_ports(env: Env) -> None:
@@ -315,7 +277,7 @@ async def test_throughput(env: Env) -> None:
     rate = total / elapsed
     print(f"scheduler throughput: {total} pods in {elapsed:.2f}s = {rate:.0f} pods/s")
     assert rate >= 100
-    per_node = Counter(p["spec"]["nodeName"] for p in (await env.client.list(POD, env.namespace))["items"])
+    per_node = Counter(p["spec"]["nodeName"] for p in (await env.client.list(PODS, env.namespace))["items"])
     assert max(per_node.values()) - min(per_node.values()) <= 2
 
 

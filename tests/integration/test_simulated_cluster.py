@@ -34,7 +34,15 @@ from typing import Any, TypeVar
 
 import pytest
 from conftest import Kubectl, make_kubectl
-from kubectl_helpers import ALL_VERSIONS, MAIN_VERSIONS, check_age, parse_table, vtag
+from kubectl_helpers import (
+    ALL_VERSIONS,
+    MAIN_VERSIONS,
+    check_age,
+    get_json,
+    parse_table,
+    vtag,
+    write_file,
+)
 
 from kubeling.apiserver.pki import PKI
 from kubeling.client.informer import InformerFactory
@@ -73,10 +81,6 @@ def poll(probe: Callable[[], T], timeout: float, interval: float = 0.1) -> T:
         time.sleep(interval)
 
 
-def get_json(k: Kubectl, ns: str, *what: str) -> Obj:
-    return json.loads(k("-n", ns, "get", *what, "-o", "json"))
-
-
 def is_ready(pod: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
@@ -84,12 +88,6 @@ def is_ready(pod: Obj) -> bool:
 
 def live(pods: list[Obj]) -> list[Obj]:
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-
-
-def write(tmp: Path, name: str, text: str) -> str:
-    path = tmp / name
-    path.write_text(text)
-    return str(path)
 
 
 @dataclass
@@ -285,10 +283,10 @@ spec:
 def test_replicaset_adopts_bare_pod(sim: Sim) -> None:
     k, ns = sim.k, "adopt"
     assert k("create", "namespace", ns) == f"namespace/{ns} created\n"
-    assert k("-n", ns, "create", "-f", write(sim.tmp, "bare.yaml", BARE_POD)) == "pod/httpd-bare created\n"
+    assert k("-n", ns, "create", "-f", write_file(sim.tmp, "bare.yaml", BARE_POD)) == "pod/httpd-bare created\n"
     bare = sim.wait_pods(ns, "app=httpd-replicaset", 1)[0]
     assert "ownerReferences" not in bare["metadata"]
-    out = k("-n", ns, "create", "-f", write(sim.tmp, "rs.yaml", HTTPD_REPLICASET))
+    out = k("-n", ns, "create", "-f", write_file(sim.tmp, "rs.yaml", HTTPD_REPLICASET))
     assert out == "replicaset.apps/httpd-replicaset created\n"
     pods = sim.wait_pods(ns, "app=httpd-replicaset", 3)
     rs = get_json(k, ns, "rs", "httpd-replicaset")
@@ -402,7 +400,7 @@ def endpoints_match(k: Kubectl, ns: str, ips: set[str], terminating: set[str]) -
 def test_service_endpoints_follow_scaling(sim: Sim) -> None:
     k, ns = sim.k, "svc"
     assert k("create", "namespace", ns) == f"namespace/{ns} created\n"
-    assert k("-n", ns, "apply", "-f", write(sim.tmp, "svc.yaml", WEB_SERVICE)) == "service/web created\n"
+    assert k("-n", ns, "apply", "-f", write_file(sim.tmp, "svc.yaml", WEB_SERVICE)) == "service/web created\n"
     assert k("-n", ns, "create", "deployment", "web", f"--image={IMAGE}", "--replicas=3") \
         == "deployment.apps/web created\n"
     slice_name = ""

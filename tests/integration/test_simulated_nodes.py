@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from inprocess import create_namespace, delete_nodes, delete_pods_now
+from kinds import LEASES, NODES, PODS
+from polling import poll
 
 from kubeling.api.errors import APIError
 from kubeling.api.printers import parse_time
-from kubeling.api.registry import Kind, lookup
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import InformerFactory
 from kubeling.client.rest import Client
@@ -30,26 +31,6 @@ from kubeling.testing import Cluster
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
-
-def _kind(group: str, version: str, plural: str) -> Kind:
-    kind = lookup(group, version, plural)
-    assert kind is not None
-    return kind
-
-
-POD = _kind("", "v1", "pods")
-NODE = _kind("", "v1", "nodes")
-NS = _kind("", "v1", "namespaces")
-LEASE = _kind("coordination.k8s.io", "v1", "leases")
-
-
-async def poll(probe: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -82,11 +63,11 @@ class Env:
             body["spec"]["nodeName"] = node
         if grace is not None:
             body["spec"]["terminationGracePeriodSeconds"] = grace
-        return await self.client.create(POD, body, self.namespace)
+        return await self.client.create(PODS, body, self.namespace)
 
     async def pod(self, name: str) -> Obj | None:
         try:
-            return await self.client.get(POD, name, self.namespace)
+            return await self.client.get(PODS, name, self.namespace)
         except APIError as e:
             if e.code == 404:
                 return None
@@ -105,10 +86,8 @@ class Env:
 @pytest.fixture
 async def env(cluster: Cluster) -> AsyncIterator[Env]:
     client = await Client.from_kubeconfig(cluster.kubeconfig)
-    tag = uuid.uuid4().hex[:6]
-    namespace = f"sim-{tag}"
-    await client.create(NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    e = Env(client, namespace, f"sim-{tag}-")
+    namespace = await create_namespace(client, "sim")
+    e = Env(client, namespace, f"{namespace}-")
     try:
         yield e
     finally:
@@ -119,18 +98,8 @@ async def env(cluster: Cluster) -> AsyncIterator[Env]:
             await sim.stop()
         for f in e.factories:
             await f.stop()
-        for p in (await client.list(POD, namespace))["items"]:
-            try:
-                await client.delete(POD, p["metadata"]["name"], namespace, grace_period_seconds=0)
-            except APIError:
-                pass
-        names = {n for sim in e.sims for n in sim.names}
-        for n in names:
-            try:
-                await client.delete(NODE, n)
-                await client.delete(LEASE, n, "kube-node-lease")
-            except APIError:
-                pass
+        await delete_pods_now(client, namespace)
+        await delete_nodes(client, {n for sim in e.sims for n in sim.names})
         await client.close()
 
 
@@ -143,7 +112,7 @@ async def test_registration_lease_and_heartbeat(env: Env) -> None:
     version = (await env.client.request("GET", "/version"))["gitVersion"]
     cidrs: set[ipaddress.IPv4Network] = set()
     for name in sim.names:
-        node = await env.client.get(NODE, name)
+        node = await env.client.get(NODES, name)
         labels = node["metadata"]["labels"]
         assert labels["kubernetes.io/hostname"] == name and labels["kubernetes.io/os"] == "linux"
         assert labels["kubernetes.io/arch"] == labels["beta.kubernetes.io/arch"]
@@ -167,21 +136,21 @@ async def test_registration_lease_and_heartbeat(env: Env) -> None:
         assert info["kubeletVersion"] == version
         assert info["containerRuntimeVersion"] == "kubeling-sim://0.1"
         assert info["operatingSystem"] == "linux" and info["osImage"]
-        lease = await env.client.get(LEASE, name, "kube-node-lease")
+        lease = await env.client.get(LEASES, name, "kube-node-lease")
         assert lease["spec"]["holderIdentity"] == name and lease["spec"]["leaseDurationSeconds"] == 40
         assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
     assert len(cidrs) == 3
 
     first = sim.names[0]
-    lease = await env.client.get(LEASE, first, "kube-node-lease")
-    heartbeat = conditions(await env.client.get(NODE, first))["Ready"]["lastHeartbeatTime"]
+    lease = await env.client.get(LEASES, first, "kube-node-lease")
+    heartbeat = conditions(await env.client.get(NODES, first))["Ready"]["lastHeartbeatTime"]
 
     async def renewed() -> bool:
-        now = await env.client.get(LEASE, first, "kube-node-lease")
+        now = await env.client.get(LEASES, first, "kube-node-lease")
         return bool(now["spec"]["renewTime"] != lease["spec"]["renewTime"])
 
     async def beat() -> bool:
-        ready = conditions(await env.client.get(NODE, first))["Ready"]
+        ready = conditions(await env.client.get(NODES, first))["Ready"]
         return bool(ready["lastHeartbeatTime"] != heartbeat)
 
     assert await poll(renewed, 3)
@@ -190,18 +159,18 @@ async def test_registration_lease_and_heartbeat(env: Env) -> None:
     # a failed node stops renewing, and its Node object stays
     await sim.stop([first])
     await asyncio.sleep(0.5)
-    frozen = (await env.client.get(LEASE, first, "kube-node-lease"))["spec"]["renewTime"]
+    frozen = (await env.client.get(LEASES, first, "kube-node-lease"))["spec"]["renewTime"]
     await asyncio.sleep(1.0)
-    assert (await env.client.get(LEASE, first, "kube-node-lease"))["spec"]["renewTime"] == frozen
-    assert await env.client.get(NODE, first)
-    other = await env.client.get(LEASE, sim.names[1], "kube-node-lease")
+    assert (await env.client.get(LEASES, first, "kube-node-lease"))["spec"]["renewTime"] == frozen
+    assert await env.client.get(NODES, first)
+    other = await env.client.get(LEASES, sim.names[1], "kube-node-lease")
     assert parse_time(other["spec"]["renewTime"]) > parse_time(frozen)  # type: ignore[operator]
 
 
 async def test_pod_lifecycle(env: Env) -> None:
     sim = await env.nodes(1, ready_delay=1.0, max_termination_seconds=0.5)
     node_name = sim.names[0]
-    node = await env.client.get(NODE, node_name)
+    node = await env.client.get(NODES, node_name)
     cidr = ipaddress.ip_network(node["spec"]["podCIDR"])
     host_ip = {a["type"]: a["address"] for a in node["status"]["addresses"]}["InternalIP"]
     await env.create_pod("web", node_name, initContainers=[{"name": "setup", "image": "busybox"}])
@@ -244,7 +213,7 @@ async def test_pod_lifecycle(env: Env) -> None:
     # graceful deletion: Terminating until the (capped) grace period ends, then gone
     first_ip = status["podIP"]
     started = time.monotonic()
-    await env.client.delete(POD, "web", env.namespace)
+    await env.client.delete(PODS, "web", env.namespace)
     terminating = await env.pod("web")
     assert terminating is not None and terminating["metadata"]["deletionTimestamp"]
     assert await poll(lambda: _gone(env, "web"), 5)
@@ -268,11 +237,11 @@ async def test_ips_are_distinct_and_nodes_can_be_taken_over(env: Env) -> None:
     assert len(ips) == 10
 
     # a restarted instance takes the nodes over: same CIDRs, running pods keep their IPs
-    cidrs = {n: (await env.client.get(NODE, n))["spec"]["podCIDR"] for n in sim.names}
+    cidrs = {n: (await env.client.get(NODES, n))["spec"]["podCIDR"] for n in sim.names}
     await sim.stop()
     again = await env.nodes(2, ready_delay=0.0)
     assert again.names == sim.names
-    assert {n: (await env.client.get(NODE, n))["spec"]["podCIDR"] for n in sim.names} == cidrs
+    assert {n: (await env.client.get(NODES, n))["spec"]["podCIDR"] for n in sim.names} == cidrs
     await env.create_pod("late", sim.names[0])
     late = await env.wait_phase("late", "Running")
     assert late["status"]["podIP"] not in ips
@@ -288,7 +257,7 @@ async def test_stopped_nodes_leave_their_pods_alone(env: Env) -> None:
     await env.create_pod("running", name)
     await env.wait_phase("running", "Running")
     await sim.stop()
-    await env.client.delete(POD, "running", env.namespace)
+    await env.client.delete(PODS, "running", env.namespace)
     await env.create_pod("stuck", name)
     await asyncio.sleep(1.0)
     left = await env.pod("running")
@@ -311,7 +280,7 @@ async def test_scheduled_load(env: Env) -> None:
     await asyncio.gather(*(create(i) for i in range(total)))
 
     async def all_running() -> list[Obj] | None:
-        items = (await env.client.list(POD, env.namespace))["items"]
+        items = (await env.client.list(PODS, env.namespace))["items"]
         running = [p for p in items if p.get("status", {}).get("phase") == "Running"
                    and conditions(p).get("Ready", {}).get("status") == "True"]
         return running if len(running) == total else None

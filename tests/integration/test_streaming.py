@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
+from kinds import ENDPOINTS, NAMESPACES, NODES, PODS, SERVICES
 from kubectl_helpers import MAIN_VERSIONS, at_least, kubectl_for
 
-from kubeling.api.registry import Kind, lookup
 from kubeling.client.rest import Client
 from kubeling.node import podstatus
 from kubeling.node.streamserver import (
@@ -55,16 +55,6 @@ NS = "kl-test-streaming"
 #: documentation address (RFC 5737): a pod IP nothing ever sends to (proxying goes through the agent)
 POD_IP = "192.0.2.10"
 ECHO_PORT, HTTP_PORT = 8080, 8081
-
-
-def _kind(plural: str) -> Kind:
-    kind = lookup("", "v1", plural)
-    assert kind is not None
-    return kind
-
-
-NODES, PODS, NAMESPACES, SERVICES, ENDPOINTS = (
-    _kind(p) for p in ("nodes", "pods", "namespaces", "services", "endpoints"))
 
 
 # ---------------------------------------------------------------- the runtime double
