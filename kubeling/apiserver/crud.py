@@ -19,6 +19,7 @@ from ..api.registry import Kind
 from ..api.schema import apply_defaults
 from ..storage.store import KeyValue
 from .admission import Admission
+from .fieldmanager import KUBE_APISERVER, Manager, track_update
 from .objects import ObjectStore, decode, parse_rv
 from .strategy import Strategy, strategy_for
 
@@ -59,12 +60,14 @@ class Objects:
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, kind: Kind, obj: Obj, dry_run: bool = False) -> Obj:
+    async def create(self, kind: Kind, obj: Obj, dry_run: bool = False,
+                     manager: Manager | None = KUBE_APISERVER) -> Obj:
+        """Create `obj`, recording `manager`'s fields in managedFields (None:
+        the caller, a server-side apply, has recorded them already)."""
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
-        for k in ("uid", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink",
-                  "managedFields"):
+        for k in ("uid", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink"):
             meta.pop(k, None)
         generated = not meta.get("name") and bool(meta.get("generateName"))
         if generated:
@@ -75,6 +78,10 @@ class Objects:
         if kind.has_status and strategy.reset_status_on_create:
             obj["status"] = strategy.initial_status(obj)
         apply_defaults(kind.schema, obj)
+        # Upstream records fields after decoding and defaulting, before
+        # admission and the strategy change the object.
+        if manager is not None:
+            track_update(kind, None, obj, manager)
         await self.admission.admit_create(kind, obj)
         strategy.prepare_create(obj)
         if strategy.generation_keys:
@@ -100,12 +107,18 @@ class Objects:
 
     async def update(self, kind: Kind, namespace: str | None, name: str, mutate: Mutate, *,
                      precondition_rv: str = "", subresource: str = "", dry_run: bool = False,
-                     allow_create: bool = False) -> tuple[Obj, bool]:
+                     allow_create: bool = False, force_create: bool = False,
+                     manager: Manager | None = KUBE_APISERVER) -> tuple[Obj, bool]:
         """Read, mutate, write with a revision guard, retrying on conflicts
-        unless the caller pinned a resourceVersion. Returns (object, created)."""
+        unless the caller pinned a resourceVersion. Returns (object, created).
+        A missing object is created when `allow_create` and the kind allows
+        it, or always with `force_create` (server-side apply). `manager`'s
+        changes are recorded in managedFields (None: `mutate` records them,
+        or the write is one upstream does not track, such as a binding)."""
         async with self._key_lock(kind.key(namespace, name)):
             return await self._update(kind, namespace, name, mutate, precondition_rv=precondition_rv,
-                                      subresource=subresource, dry_run=dry_run, allow_create=allow_create)
+                                      subresource=subresource, dry_run=dry_run, allow_create=allow_create,
+                                      force_create=force_create, manager=manager)
 
     @contextlib.asynccontextmanager
     async def _key_lock(self, key: str) -> AsyncIterator[None]:
@@ -126,22 +139,24 @@ class Objects:
 
     async def _update(self, kind: Kind, namespace: str | None, name: str, mutate: Mutate, *,
                       precondition_rv: str, subresource: str, dry_run: bool,
-                      allow_create: bool) -> tuple[Obj, bool]:
+                      allow_create: bool, force_create: bool, manager: Manager | None) -> tuple[Obj, bool]:
         strategy = strategy_for(kind.group, kind.kind)
         want_rv = parse_rv(precondition_rv)
         for _ in range(_MAX_RETRIES):
             kv = await self.store.get_kv(kind, namespace, name)
             if kv is None:
-                if allow_create and strategy.allow_create_on_update and not subresource:
+                if (force_create or allow_create and strategy.allow_create_on_update) and not subresource:
                     new = mutate({})
                     new["metadata"]["resourceVersion"] = ""
-                    return await self.create(kind, new, dry_run), True
+                    return await self.create(kind, new, dry_run, manager), True
                 raise errors.not_found(kind.plural, kind.group, name)
             if want_rv and want_rv != kv.mod_revision:
                 raise errors.stale_conflict(kind.plural, kind.group, name)
             cur = decode(kv)
             new = mutate(decode(kv))
             new = self._prepare_update(kind, strategy, new, cur, subresource)
+            if manager is not None:
+                track_update(kind, cur, new, manager)
             if new == cur:
                 return cur, False
             self.admission.prepare_update(kind, new, cur)
@@ -191,6 +206,9 @@ class Objects:
             out["metadata"] = {**cmeta, "annotations": meta.get("annotations")}
             if out["metadata"]["annotations"] is None:
                 del out["metadata"]["annotations"]
+            # A server-side apply to status has recorded its managedFields already.
+            if "managedFields" in meta:
+                out["metadata"]["managedFields"] = meta["managedFields"]
             apply_defaults(kind.schema, out)
             return out
         for k in _SYSTEM_META:

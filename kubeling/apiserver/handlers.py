@@ -19,6 +19,7 @@ from ..api.schema import apply_defaults
 from ..api.selectors import SelectorError, exact_match, parse_field_selector, parse_label_selector
 from . import codec
 from .crud import DeleteOptions, Objects
+from .fieldmanager import APPLY_PATCH, Manager, apply, request_options
 from .objects import Filter, ObjectStore, decode, raw
 from .requestinfo import RequestInfo
 from .responses import json_body, json_response, success_status
@@ -31,6 +32,9 @@ Obj = dict[str, Any]
 Handler = Callable[[web.Request, RequestInfo, Kind], Awaitable[web.StreamResponse]]
 
 _TRUE = ("true", "True", "TRUE", "1", "t", "T")
+#: the PATCH bodies upstream accepts for built-in kinds, in its order
+_PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
+                "application/strategic-merge-patch+json", APPLY_PATCH)
 
 
 def _flag(q: Any, name: str) -> bool:
@@ -225,10 +229,11 @@ class ResourceHandlers:
         q = request.query
         fv = codec.field_validation(q)
         dry = _dry_run(q)
+        manager, _ = request_options("CreateOptions", q, _user_agent(request))
         d = codec.decode_body(await self._read_body(request), _content_type(request), kind, fv)
         obj = d.obj
         self._set_namespace(kind, obj, info)
-        created = await self.crud.create(kind, obj, dry)
+        created = await self.crud.create(kind, obj, dry, Manager(manager))
         return json_response(created, 201, d.warnings)
 
     def _set_namespace(self, kind: Kind, obj: Obj, info: RequestInfo) -> None:
@@ -246,6 +251,7 @@ class ResourceHandlers:
                      subresource: str = "") -> web.StreamResponse:
         q = request.query
         fv = codec.field_validation(q)
+        manager, _ = request_options("UpdateOptions", q, _user_agent(request))
         d = codec.decode_body(await self._read_body(request), _content_type(request), kind, fv)
         obj = d.obj
         self._set_namespace(kind, obj, info)
@@ -265,17 +271,28 @@ class ResourceHandlers:
         result, created = await self.crud.update(
             kind, info.namespace, info.name, mutate, precondition_rv=rv,
             subresource="" if subresource == "finalize" else subresource, dry_run=_dry_run(q),
-            allow_create=not subresource)
+            allow_create=not subresource, manager=Manager(manager, subresource))
         return json_response(result, 201 if created else 200, d.warnings)
 
     async def patch(self, request: web.Request, info: RequestInfo, kind: Kind,
                     subresource: str = "") -> web.StreamResponse:
         q = request.query
-        fv = codec.field_validation(q)
         ctype = codec.media_type(_content_type(request))
-        patch = codec.parse_document(await self._read_body(request), "application/json")
+        if ctype not in _PATCH_TYPES:
+            raise errors.APIError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                                  "accepted media types include: " + ", ".join(_PATCH_TYPES))
+        manager, force = request_options("PatchOptions", q, _user_agent(request), ctype)
+        fv = codec.field_validation(q)
+        body = await self._read_body(request)
+        if ctype == APPLY_PATCH:
+            return await self._apply(info, kind, subresource, codec.parse_document(body, ctype),
+                                     Manager(manager, subresource), force, _dry_run(q))
+        patch = codec.parse_document(body, "application/json")
         warnings: list[str] = []
         precondition = _patch_rv(patch)
+        # Upstream hides managedFields from a patch that does not mention them,
+        # so such a patch cannot change them and the live ones carry over.
+        keep_managed = b"managedFields" in body
 
         def mutate(cur: Obj) -> Obj:
             patched = apply_patch(ctype, cur, patch, kind.schema)
@@ -287,11 +304,34 @@ class ResourceHandlers:
                 raise errors.invalid_object("", "", "", [errors.invalid(
                     "patch", shown, "strict decoding error: " + ", ".join(d.warnings))])
             warnings[:] = d.warnings
+            if not keep_managed:
+                d.obj["metadata"].pop("managedFields", None)
             return d.obj
 
         result, _ = await self.crud.update(kind, info.namespace, info.name, mutate, precondition_rv=precondition,
-                                           subresource=subresource, dry_run=_dry_run(q))
+                                           subresource=subresource, dry_run=_dry_run(q),
+                                           manager=Manager(manager, subresource))
         return json_response(result, 200, warnings)
+
+    async def _apply(self, info: RequestInfo, kind: Kind, subresource: str, config: Any, manager: Manager,
+                     force: bool, dry_run: bool) -> web.StreamResponse:
+        """Server-side apply: creates the object when it is missing (never
+        through a subresource), else merges `config` into it."""
+
+        def mutate(cur: Obj) -> Obj:
+            out = apply(kind, cur or None, config, manager, force)
+            obj = codec.shape(out, kind.kind, kind.api_version, kind.schema, "Ignore").obj
+            name = obj["metadata"].get("name", "")
+            if name != info.name:
+                raise errors.bad_request(f"the name of the object ({name}) does not match the name on the URL "
+                                         f"({info.name})")
+            self._set_namespace(kind, obj, info)
+            return obj
+
+        result, created = await self.crud.update(kind, info.namespace, info.name, mutate,
+                                                 precondition_rv=_patch_rv(config), subresource=subresource,
+                                                 dry_run=dry_run, force_create=True, manager=None)
+        return json_response(result, 201 if created else 200)
 
     async def delete(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.StreamResponse:
         opts = await self._delete_options(request)
@@ -357,6 +397,8 @@ class ResourceHandlers:
         fv = codec.field_validation(q)
         body = await self._read_body(request)
         ctype = codec.media_type(_content_type(request))
+        manager, _ = request_options("PatchOptions" if request.method == "PATCH" else "UpdateOptions", q,
+                                     _user_agent(request), ctype if request.method == "PATCH" else None)
         if request.method == "PATCH":
             patch = codec.parse_document(body, "application/json")
             precondition = _patch_rv(patch)
@@ -381,7 +423,7 @@ class ResourceHandlers:
             return cur
 
         result, _ = await self.crud.update(kind, info.namespace, info.name, mutate, precondition_rv=precondition,
-                                           dry_run=_dry_run(q))
+                                           dry_run=_dry_run(q), manager=Manager(manager, "scale"))
         return json_response(scale_from(result, kind.group))
 
     async def bind(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.StreamResponse:
@@ -407,7 +449,7 @@ class ResourceHandlers:
                           "lastTransitionTime": now_rfc3339()})
             return pod
 
-        await self.crud.update(kind, info.namespace, info.name, mutate, subresource="binding")
+        await self.crud.update(kind, info.namespace, info.name, mutate, subresource="binding", manager=None)
         return json_response(success_status(code=201), 201)
 
     async def evict(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.StreamResponse:
@@ -434,6 +476,10 @@ def _content_type(request: web.Request) -> str:
     """The request's Content-Type; a missing one means JSON, as upstream
     (aiohttp's `content_type` would say application/octet-stream)."""
     return request.headers.get("Content-Type", "")
+
+
+def _user_agent(request: web.Request) -> str:
+    return request.headers.get("User-Agent", "")
 
 
 def _go_value(v: Any) -> str:
