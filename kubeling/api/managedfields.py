@@ -30,26 +30,6 @@ Json = Any
 Path = tuple[str, ...]
 PathSet = frozenset[Path]
 
-#: Structs upstream marks `+structType=atomic`: owned and replaced whole.
-#: The schema has no flag for this yet, so the names are listed here.
-_ATOMIC_STRUCTS = frozenset({
-    "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
-    "io.k8s.api.core.v1.ConfigMapKeySelector",
-    "io.k8s.api.core.v1.LocalObjectReference",
-    "io.k8s.api.core.v1.NodeSelector",
-    "io.k8s.api.core.v1.NodeSelectorTerm",
-    "io.k8s.api.core.v1.ObjectFieldSelector",
-    "io.k8s.api.core.v1.ObjectReference",
-    "io.k8s.api.core.v1.ResourceFieldSelector",
-    "io.k8s.api.core.v1.SecretKeySelector",
-})
-
-#: Map fields upstream marks `+mapType=atomic` (struct name, field name).
-_ATOMIC_MAPS = frozenset({
-    ("io.k8s.api.core.v1.PodSpec", "nodeSelector"),
-    ("io.k8s.api.core.v1.ServiceSpec", "selector"),
-})
-
 #: Struct fields Go holds by value without `omitempty` whose schema field
 #: carries no `default=dict` (every ObjectMeta, and the PodSpec of a
 #: template): present in the zero value of their parent, so never "added".
@@ -95,7 +75,7 @@ class Shape:
             f = t.fields.get(key)
             if f is None:
                 return None, False
-            return _field_shape(t, f), True
+            return _field_shape(f), True
         if self.form == _MAP:
             assert isinstance(t, MapOf)
             return _type_shape(t.value), False
@@ -143,19 +123,19 @@ def _list_shape(t: ListOf, f: Field | None) -> Shape:
 
 
 @lru_cache(maxsize=None)
-def _field_shape(owner: Struct, f: Field) -> Shape:
+def _field_shape(f: Field) -> Shape:
     t = f.type
     if isinstance(t, ListOf):
         return _list_shape(t, f)
     if isinstance(t, MapOf):
-        return Shape(_MAP, atomic=(owner.name, f.name) in _ATOMIC_MAPS, type=t)
+        return Shape(_MAP, atomic=f.map_type == "atomic", type=t)
     return _type_shape(t)
 
 
 @lru_cache(maxsize=None)
 def _type_shape(t: Type) -> Shape:
     if isinstance(t, Struct):
-        return Shape(_STRUCT, atomic=t.name in _ATOMIC_STRUCTS, type=t)
+        return Shape(_STRUCT, atomic=t.atomic, type=t)
     if isinstance(t, MapOf):
         return Shape(_MAP, type=t)
     if isinstance(t, ListOf):

@@ -84,7 +84,7 @@ LABEL_SELECTOR = Struct(f"{META}.LabelSelector", [
     Field("matchLabels", MapOf(STRING), 1, "matchLabels is a map of {key,value} pairs."),
     Field("matchExpressions", ListOf(LABEL_SELECTOR_REQUIREMENT), 2,
           "matchExpressions is a list of label selector requirements. The requirements are ANDed.", list_type="atomic"),
-], doc="A label selector is a label query over a set of resources.")
+], doc="A label selector is a label query over a set of resources.", atomic=True)
 
 CONDITION = Struct(f"{META}.Condition", [
     Field("type", STRING, 1, "type of condition in CamelCase or in foo.example.com/CamelCase.", required=True),

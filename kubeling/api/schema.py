@@ -119,6 +119,8 @@ class Field:
     keep_zero: bool = False
     pointer: bool = False
     enum: Mapping[str, str] | None = None
+    #: upstream's `+mapType=atomic` on a map field (granular when unset)
+    map_type: str | None = None
 
     def openapi(self) -> dict[str, Any]:
         out = ref_or_inline(self.type)
@@ -148,6 +150,8 @@ class Field:
             out["x-kubernetes-list-type"] = self.list_type
         if self.list_map_keys:
             out["x-kubernetes-list-map-keys"] = list(self.list_map_keys)
+        if self.map_type:
+            out["x-kubernetes-map-type"] = self.map_type
         return out
 
 
@@ -170,6 +174,7 @@ class Struct(Type):
         doc: str = "",
         defaulter: Defaulter | None = None,
         gvk: tuple[str, str, str] | None = None,
+        atomic: bool = False,
     ) -> None:
         self.name = name
         self.fields: dict[str, Field] = {}
@@ -179,6 +184,8 @@ class Struct(Type):
         self.doc = doc
         self.defaulter = defaulter
         self.gvk = gvk
+        #: upstream's `+structType=atomic`: owned and replaced as a whole by server-side apply
+        self.atomic = atomic
 
     def add(self, f: Field) -> None:
         if f.name in self.fields or f.proto in self.by_proto:
@@ -199,6 +206,8 @@ class Struct(Type):
         if self.gvk:
             g, v, k = self.gvk
             out["x-kubernetes-group-version-kind"] = [{"group": g, "version": v, "kind": k}]
+        if self.atomic:
+            out["x-kubernetes-map-type"] = "atomic"
         return out
 
     def type_name(self) -> str:

@@ -168,12 +168,12 @@ def test_defaults_of_a_kubectl_run_pod() -> None:
         "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
     }
     assert {k: spec[k] for k in ("restartPolicy", "dnsPolicy", "terminationGracePeriodSeconds", "securityContext",
-                                 "schedulerName", "enableServiceLinks", "serviceAccountName", "serviceAccount")} == {
+                                 "schedulerName", "enableServiceLinks")} == {
         "restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "terminationGracePeriodSeconds": 30,
         "securityContext": {}, "schedulerName": "default-scheduler", "enableServiceLinks": True,
-        "serviceAccountName": "default", "serviceAccount": "default",
     }
-    assert "priority" not in spec and "tolerations" not in spec
+    # the service account is the ServiceAccount admission plugin's, not a default
+    assert "priority" not in spec and "tolerations" not in spec and "serviceAccountName" not in spec
     assert pod["status"] == {}
 
 
@@ -780,7 +780,7 @@ def test_kind_registration() -> None:
 
 
 def test_field_selectors() -> None:
-    pod = _pod(nodeName="node-1", hostNetwork=True)
+    pod = _pod(nodeName="node-1", hostNetwork=True, serviceAccountName="default")
     pod["status"] = {"phase": "Running", "podIP": "10.0.0.9", "podIPs": [{"ip": "10.0.0.9"}]}
     values = {k: f(pod) for k, f in P.POD_KIND.field_selectors.items()}
     assert values == {

@@ -55,8 +55,9 @@ def _embedded(outer: int, inner: Struct) -> list[Field]:
     return [dataclasses.replace(f, proto=-(outer * EMBEDDED + f.proto)) for f in inner.fields.values()]
 
 
-def _s(name: str, fields: Iterable[Field], doc: str, defaulter: Callable[[Obj], None] | None = None) -> Struct:
-    return Struct(f"{V1}.{name}", fields, doc=doc, defaulter=defaulter)
+def _s(name: str, fields: Iterable[Field], doc: str, defaulter: Callable[[Obj], None] | None = None,
+       atomic: bool = False) -> Struct:
+    return Struct(f"{V1}.{name}", fields, doc=doc, defaulter=defaulter, atomic=atomic)
 
 
 def _fill(obj: Obj, key: str, value: Any) -> None:
@@ -82,38 +83,38 @@ OBJECT_REFERENCE = _s("ObjectReference", [
     Field("fieldPath", STRING, 7,
           "If referring to a piece of an object instead of an entire object, this string should contain a valid "
           "JSON/Go field access statement, such as desiredState.manifest.containers[2]."),
-], "ObjectReference contains enough information to let you inspect or modify the referred object.")
+], "ObjectReference contains enough information to let you inspect or modify the referred object.", atomic=True)
 
 LOCAL_OBJECT_REFERENCE = _s("LocalObjectReference", [
     Field("name", STRING, 1, "Name of the referent."),
 ], "LocalObjectReference contains enough information to let you locate the referenced object inside the same "
-   "namespace.")
+   "namespace.", atomic=True)
 
 OBJECT_FIELD_SELECTOR = _s("ObjectFieldSelector", [
     Field("apiVersion", STRING, 1, 'Version of the schema the FieldPath is written in terms of, defaults to "v1".'),
     Field("fieldPath", STRING, 2, "Path of the field to select in the specified API version.", required=True,
           keep_zero=True),
 ], "ObjectFieldSelector selects an APIVersioned field of an object.",
-   defaulter=lambda o: _fill(o, "apiVersion", "v1"))
+   defaulter=lambda o: _fill(o, "apiVersion", "v1"), atomic=True)
 
 RESOURCE_FIELD_SELECTOR = _s("ResourceFieldSelector", [
     Field("containerName", STRING, 1, "Container name: required for volumes, optional for env vars"),
     Field("resource", STRING, 2, "Required: resource to select", required=True, keep_zero=True),
     Field("divisor", QUANTITY, 3, 'Specifies the output format of the exposed resources, defaults to "1"'),
-], "ResourceFieldSelector represents container resources (cpu, memory) and their output format")
+], "ResourceFieldSelector represents container resources (cpu, memory) and their output format", atomic=True)
 
 CONFIG_MAP_KEY_SELECTOR = _s("ConfigMapKeySelector", [
     *_embedded(1, LOCAL_OBJECT_REFERENCE),
     Field("key", STRING, 2, "The key to select.", required=True, keep_zero=True),
     Field("optional", BOOL, 3, "Specify whether the ConfigMap or its key must be defined", pointer=True),
-], "Selects a key from a ConfigMap.")
+], "Selects a key from a ConfigMap.", atomic=True)
 
 SECRET_KEY_SELECTOR = _s("SecretKeySelector", [
     *_embedded(1, LOCAL_OBJECT_REFERENCE),
     Field("key", STRING, 2, "The key of the secret to select from.  Must be a valid secret key.", required=True,
           keep_zero=True),
     Field("optional", BOOL, 3, "Specify whether the Secret or its key must be defined", pointer=True),
-], "SecretKeySelector selects a key of a Secret.")
+], "SecretKeySelector selects a key of a Secret.", atomic=True)
 
 # ---------------------------------------------------------------- environment
 
@@ -589,12 +590,12 @@ NODE_SELECTOR_TERM = _s("NodeSelectorTerm", [
           "node's labels.", list_type="atomic"),
     Field("matchFields", ListOf(NODE_SELECTOR_REQUIREMENT), 2, "A list of node selector requirements by node's "
           "fields.", list_type="atomic"),
-], "A null or empty node selector term matches no objects. The requirements of them are ANDed.")
+], "A null or empty node selector term matches no objects. The requirements of them are ANDed.", atomic=True)
 
 NODE_SELECTOR = _s("NodeSelector", [
     Field("nodeSelectorTerms", ListOf(NODE_SELECTOR_TERM), 1, "Required. A list of node selector terms. The terms "
           "are ORed.", required=True, list_type="atomic"),
-], "A node selector represents the union of the results of one or more label queries over a set of nodes.")
+], "A node selector represents the union of the results of one or more label queries over a set of nodes.", atomic=True)
 
 PREFERRED_SCHEDULING_TERM = _s("PreferredSchedulingTerm", [
     Field("weight", INT32, 1, "Weight associated with matching the corresponding nodeSelectorTerm, in the range "
@@ -793,7 +794,7 @@ POD_SPEC = _s("PodSpec", [
           "containers.", pointer=True),
     Field("dnsPolicy", STRING, 6, 'Set DNS policy for the pod. Defaults to "ClusterFirst".', enum=DNS_POLICY),
     Field("nodeSelector", MapOf(STRING), 7, "NodeSelector is a selector which must be true for the pod to fit on a "
-          "node."),
+          "node.", map_type="atomic"),
     Field("serviceAccountName", STRING, 8, "ServiceAccountName is the name of the ServiceAccount to use to run "
           "this pod."),
     Field("serviceAccount", STRING, 9, "DeprecatedServiceAccount is a deprecated alias for ServiceAccountName. "
@@ -1095,8 +1096,6 @@ def _default_pod(pod: Obj) -> None:
             for port in c.get("ports") or []:
                 if not port.get("hostPort") and port.get("containerPort"):
                     port["hostPort"] = port["containerPort"]
-    # ServiceAccount admission, after the conversion has read the deprecated name
-    _fill(spec, "serviceAccountName", spec.get("serviceAccount") or "default")
 
 
 POD.defaulter = _default_pod

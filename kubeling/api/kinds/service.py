@@ -122,7 +122,7 @@ _EXTERNAL_IPS_DOC = (
 SERVICE_SPEC = Struct("io.k8s.api.core.v1.ServiceSpec", [
     Field("ports", ListOf(SERVICE_PORT), 1, _PORTS_DOC, merge_key="port", patch_strategy="merge",
           list_type="map", list_map_keys=("port", "protocol")),
-    Field("selector", MapOf(STRING), 2, _SELECTOR_DOC),
+    Field("selector", MapOf(STRING), 2, _SELECTOR_DOC, map_type="atomic"),
     Field("clusterIP", STRING, 3, _CLUSTER_IP_DOC),
     Field("clusterIPs", ListOf(STRING), 18,
           "ClusterIPs is a list of IP addresses assigned to this service, and are usually assigned randomly.",
