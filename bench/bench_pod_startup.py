@@ -8,7 +8,14 @@ present; then `--pods` pods are created at once, and each pod's latency is the
 time from its create request to its Ready condition as a watch delivers it
 (the upstream pod startup SLI, which excludes image pulls; the SLO is
 p99 <= 5 s). Also reported per round: when the pods were created, scheduled
-and Running, and the agent's and node monitor's memory (RSS now and peak).
+and Running, the agent's and node monitor's memory (RSS now and peak), and
+where the CPU went, per pod: the API server, the controllers and scheduler,
+the agent, the node monitor, the runc processes it ran, and runc's container
+init, which ends as the container's process and is charged to it (counted
+when the containers exit at the round's cleanup). Together they are the
+floor: no startup can finish before that CPU time has been spent on the
+machine's cores, and what other processes took of the machine meanwhile is
+shown beside it.
 
 Everything runs in a throwaway node network namespace kl-bench-<random>: the
 process enters it, so the API server, registry and agent it starts are born
@@ -27,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +93,35 @@ def cpu_seconds(pid: int | None) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time of a process itself."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent on anything but idling, since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Processes:
+    agent: int
+    apiserver: int | None
+    controllers: int | None
+    data_dir: Path
+
+    def cpu(self) -> dict[str, float]:
+        mon = monitor_pid(self.data_dir)
+        # `kubeling up` runs the controllers and scheduler; the API server is its child
+        return {"apiserver": cpu_seconds(self.apiserver), "controllers": own_cpu_seconds(self.controllers),
+                "agent": cpu_seconds(self.agent), "monitor": own_cpu_seconds(mon),
+                "children": cpu_seconds(mon) - own_cpu_seconds(mon), "machine": machine_busy_seconds()}
+
+
 def monitor_pid(data_dir: Path) -> int | None:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -124,22 +161,27 @@ async def one_round(client: Client, count: int, round_no: int) -> dict[str, Any]
     done = asyncio.Event()
 
     async def watch() -> None:
-        async for kind, pod in client.watch(PODS, NAMESPACE, resource_version=rv):
-            if kind not in ("ADDED", "MODIFIED"):
-                continue
-            name = pod["metadata"]["name"]
-            if name not in sent:
-                continue
-            now = time.monotonic()
-            if _scheduled(pod):
-                scheduled.setdefault(name, now)
-            if (pod.get("status") or {}).get("phase") == "Running":
-                running.setdefault(name, now)
-            if _ready(pod):
-                ready.setdefault(name, now)
-                if len(ready) == count:
-                    done.set()
-                    return
+        last = rv
+        while True:
+            # The API server ends a watch that falls too far behind (a loaded machine): go on
+            # from the last event seen, as an informer would.
+            async for kind, pod in client.watch(PODS, NAMESPACE, resource_version=last):
+                last = pod["metadata"].get("resourceVersion", last)
+                if kind not in ("ADDED", "MODIFIED"):
+                    continue
+                name = pod["metadata"]["name"]
+                if name not in sent:
+                    continue
+                now = time.monotonic()
+                if _scheduled(pod):
+                    scheduled.setdefault(name, now)
+                if (pod.get("status") or {}).get("phase") == "Running":
+                    running.setdefault(name, now)
+                if _ready(pod):
+                    ready.setdefault(name, now)
+                    if len(ready) == count:
+                        done.set()
+                        return
 
     async def create(name: str) -> None:
         sent[name] = time.monotonic()
@@ -157,6 +199,7 @@ async def one_round(client: Client, count: int, round_no: int) -> dict[str, Any]
     latencies = [ready[n] - sent[n] for n in names]
     return {
         "latencies": latencies,
+        "to_scheduled": [scheduled[n] - sent[n] for n in names],
         "created": max(created.values()) - start,
         "scheduled": max(scheduled.values()) - start,
         "running": max(running.values()) - start,
@@ -175,15 +218,19 @@ async def cleanup_round(client: Client) -> None:
         await asyncio.sleep(0.5)
 
 
-async def run(kubeconfig: Path, agent_pid: int, data_dir: Path, count: int, rounds: int) -> None:
+async def run(kubeconfig: Path, procs: Processes, count: int, rounds: int) -> None:
+    agent_pid, data_dir = procs.agent, procs.data_dir
     client = await Client.from_kubeconfig(kubeconfig, user_agent="bench-pod-startup")
     try:
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         for r in range(rounds):
-            mon = monitor_pid(data_dir)
-            cpu_before = cpu_seconds(agent_pid), cpu_seconds(mon)
+            before = procs.cpu()
+            started = time.monotonic()
             result = await one_round(client, count, r)
-            cpu_agent, cpu_mon = cpu_seconds(agent_pid) - cpu_before[0], cpu_seconds(mon) - cpu_before[1]
+            wall = time.monotonic() - started
+            used = {k: v - before[k] for k, v in procs.cpu().items()}
+            cpu_agent, cpu_mon = used["agent"], used["monitor"] + used["children"]
+            mon = monitor_pid(data_dir)
             lat = result["latencies"]
             rss, hwm = memory(agent_pid)
             mon_rss, mon_hwm = memory(mon) if mon else (0, 0)
@@ -199,7 +246,21 @@ async def run(kubeconfig: Path, agent_pid: int, data_dir: Path, count: int, roun
                   f"{mon_rss / 1024:.0f} MiB (peak {mon_hwm / 1024:.0f} MiB); CPU per pod: agent "
                   f"{cpu_agent / count * 1000:.1f} ms, node monitor with runc {cpu_mon / count * 1000:.1f} ms; "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
+            sched = result["to_scheduled"]
+            print(f"  create->scheduled p50 {percentile(sched, 50) * 1000:.0f} ms  p99 {percentile(sched, 99) * 1000:.0f} "
+                  f"ms (the rest of create->Ready is the node's)", flush=True)
+            init_before = procs.cpu()["children"]
             await cleanup_round(client)
+            used["init"] = procs.cpu()["children"] - init_before
+            per_pod = {k: v / count * 1000 for k, v in used.items()}
+            ours = sum(v for k, v in used.items() if k != "machine")
+            cores = os.cpu_count() or 1
+            print(f"  CPU per pod by process: API server {per_pod['apiserver']:.1f} ms, controllers and scheduler "
+                  f"{per_pod['controllers']:.1f} ms, agent {per_pod['agent']:.1f} ms, node monitor "
+                  f"{per_pod['monitor']:.1f} ms, runc {per_pod['children']:.1f} ms, runc init in the containers "
+                  f"{per_pod['init']:.1f} ms; in all {ours / count * 1000:.1f} ms, so {ours:.2f} s of CPU for the "
+                  f"round, at least {ours / cores:.2f} s on {cores} cores (other processes took "
+                  f"{max(used['machine'] - ours, 0) / wall * 100 / cores:.0f}% of the machine meanwhile)", flush=True)
     finally:
         await client.close()
 
@@ -241,7 +302,9 @@ def main() -> None:
                 sys.exit("the agent did not start:\n" + (work / "agent.log").read_text())
             time.sleep(0.05)
         print(f"node agent pid {agent.pid}; {args.pods} pods per round, image present", flush=True)
-        asyncio.run(run(cluster.kubeconfig, agent.pid, work / "node", args.pods, args.rounds))
+        apiserver = (work / "cluster" / "apiserver.pid").read_text().strip()
+        procs = Processes(agent.pid, int(apiserver) if apiserver.isdigit() else None, cluster.process.pid, work / "node")
+        asyncio.run(run(cluster.kubeconfig, procs, args.pods, args.rounds))
     finally:
         if agent is not None:
             agent.send_signal(signal.SIGTERM)

@@ -5,6 +5,10 @@ Addresses are handed out round-robin after the last one given (as CNI's
 host-local plugin does): a released address is not reused until the range
 wraps, so a pod's replacement never inherits stale ARP or conntrack entries
 of the address's previous owner.
+
+Every change is on disk before the call that made it returns. Changes made
+while a write is in flight share the next write (a group commit), so a burst
+of pods costs a few writes, not one each.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class IPAM:
         self._loaded = False
         self._by_uid: dict[str, str] = {}
         self._last: str | None = None
+        #: changes made / changes on disk, counted
+        self._changes = 0
+        self._saved = 0
+        self._saving: asyncio.Future[None] | None = None
 
     async def _load(self) -> None:
         if self._loaded:
@@ -46,7 +54,17 @@ class IPAM:
         self._last = str(last) if last else None
         self._loaded = True
 
+    async def _persist(self, change: int) -> None:
+        """Until change number `change` is on disk."""
+        while self._saved < change:
+            if self._saving is None:
+                self._saving = asyncio.ensure_future(self._save())
+            saving = self._saving
+            # shielded: a cancelled caller must not abort the write others wait for
+            await asyncio.shield(saving)
+
     async def _save(self) -> None:
+        upto = self._changes
         doc = json.dumps({"last": self._last, "allocations": self._by_uid}, sort_keys=True)
 
         def write() -> None:
@@ -54,35 +72,53 @@ class IPAM:
             tmp = self.state_file.with_name(self.state_file.name + ".tmp")
             tmp.write_text(doc)
             tmp.replace(self.state_file)
-        await asyncio.to_thread(write)
+        try:
+            await asyncio.to_thread(write)
+            self._saved = max(self._saved, upto)
+        finally:
+            self._saving = None
 
-    def _candidates(self) -> list[str]:
-        hosts = [str(a) for a in self.network.hosts() if str(a) != self.gateway]
-        if self._last in hosts:
-            i = hosts.index(self._last) + 1
-            hosts = hosts[i:] + hosts[:i]
-        return hosts
+    def _next_free(self) -> str | None:
+        """The first free host address after the last one given, wrapping around."""
+        net = self.network
+        first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
+        if net.num_addresses <= 2:  # /31 and /32: every address is a host
+            first, last = int(net.network_address), int(net.broadcast_address)
+        size = last - first + 1
+        try:
+            start = int(ipaddress.ip_address(self._last)) + 1 - first if self._last else 0
+        except ValueError:
+            start = 0
+        used = {*self._by_uid.values(), self.gateway}
+        for i in range(size):
+            ip = str(ipaddress.ip_address(first + (start + i) % size))
+            if ip not in used:
+                return ip
+        return None
 
     async def allocate(self, pod_uid: str) -> str:
         """The pod's address: the one it already has, or the next free one."""
         async with self._lock:
             await self._load()
-            if pod_uid in self._by_uid:
-                return self._by_uid[pod_uid]
-            used = set(self._by_uid.values())
-            ip = next((a for a in self._candidates() if a not in used), None)
+            ip = self._by_uid.get(pod_uid)
             if ip is None:
-                raise IPAMExhausted(f"no free pod address left in {self.network}")
-            self._by_uid[pod_uid] = ip
-            self._last = ip
-            await self._save()
-            return ip
+                ip = self._next_free()
+                if ip is None:
+                    raise IPAMExhausted(f"no free pod address left in {self.network}")
+                self._by_uid[pod_uid] = ip
+                self._last = ip
+                self._changes += 1
+            change = self._changes
+        await self._persist(change)
+        return ip
 
     async def release(self, pod_uid: str) -> None:
         async with self._lock:
             await self._load()
             if self._by_uid.pop(pod_uid, None) is not None:
-                await self._save()
+                self._changes += 1
+            change = self._changes
+        await self._persist(change)
 
     async def allocated(self) -> dict[str, str]:
         async with self._lock:

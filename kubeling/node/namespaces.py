@@ -1,11 +1,11 @@
 """Linux namespace and mount primitives through libc (Python 3.11 has no
-os.setns/os.unshare), and the dedicated worker thread that does all
+os.setns/os.unshare), and the dedicated worker threads that do all
 network-namespace work.
 
 Namespaces are per thread: a thread that unshares or setns's moves only
-itself, so the work runs on one dedicated thread that is always returned to
-its "home" namespaces (the node's network namespace, the process's UTS and
-IPC namespaces). No process is forked per pod.
+itself, so the work runs on a few dedicated threads that are always returned
+to their "home" namespaces (the node's network namespace, the process's UTS
+and IPC namespaces). No process is forked per pod.
 """
 
 from __future__ import annotations
@@ -117,63 +117,76 @@ def thread_ns_fd(kind: str) -> int:
 
 
 class NamespaceWorker:
-    """One thread that owns namespace switching. Jobs run one at a time; each
-    job must leave the thread in its home namespaces (`restore()`), and a job
-    that cannot is fatal to the worker (the next call fails loudly instead of
-    doing pod work in the wrong namespace)."""
+    """A few threads that own namespace switching (netlink, mounts, unshare).
+    Each thread has its own home namespaces (the node's network namespace,
+    the process's UTS and IPC namespaces); a job must leave its thread there
+    (`restore()`), and a job that cannot is fatal to the worker (the next call
+    fails loudly instead of doing pod work in the wrong namespace). Jobs run
+    in submission order, up to `threads` at once: the kernel work of one pod
+    sandbox (veth creation, mounts, inode allocation) overlaps another's."""
 
-    def __init__(self, name: str, home_netns: str | None = None) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._home: dict[str, int] = {}
+    def __init__(self, name: str, home_netns: str | None = None, threads: int = 1) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._local = threading.local()
         self._home_netns = home_netns
         self._broken: str | None = None
+        #: every home descriptor of every thread, closed by close()
+        self._fds: list[int] = []
+        self._fds_lock = threading.Lock()
 
-    def _init_home(self) -> None:
-        if not self._home:
-            self._home = {kind: thread_ns_fd(kind) for kind in NS_FLAGS}
-            if self._home_netns and is_pinned(self._home_netns):
-                self.enter_home_netns(self._home_netns)
+    def _home(self) -> dict[str, int]:
+        """This thread's home namespaces, taken on its first job; it moves into the node netns
+        as soon as that exists (the job creating it runs on one thread only)."""
+        home: dict[str, int] | None = getattr(self._local, "home", None)
+        if home is None:
+            home = {kind: thread_ns_fd(kind) for kind in NS_FLAGS}
+            with self._fds_lock:
+                self._fds.extend(home.values())
+            self._local.home = home
+            self._local.in_netns = False
+        if self._home_netns and not self._local.in_netns and is_pinned(self._home_netns):
+            self.enter_home_netns(self._home_netns)
+        return home
 
     def restore(self) -> None:
         """Back to the home namespaces; marks the worker broken if that fails."""
         try:
-            for kind, fd in self._home.items():
+            for kind, fd in self._home().items():
                 setns(fd, NS_FLAGS[kind])
         except OSError as e:
             self._broken = f"namespace worker cannot return to its namespaces: {e}"
             raise
 
     def enter_home_netns(self, path: str) -> None:
-        """Make the network namespace at `path` this worker's home (the node netns)."""
-        self._init_home()
+        """Make the network namespace at `path` this thread's home (the node netns)."""
+        home = self._local.home if getattr(self._local, "home", None) is not None else self._home()
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             setns(fd, CLONE_NEWNET)
         except BaseException:
             os.close(fd)
             raise
-        os.close(self._home["net"])
-        self._home["net"] = fd
-
-    def home_fd(self, kind: str) -> int:
-        self._init_home()
-        return self._home[kind]
+        with self._fds_lock:
+            self._fds.remove(home["net"])
+            self._fds.append(fd)
+        os.close(home["net"])
+        home["net"] = fd
+        self._local.in_netns = path == self._home_netns
 
     async def call(self, fn: Callable[[], T]) -> T:
         def job() -> T:
             if self._broken:
                 raise RuntimeError(self._broken)
-            self._init_home()
+            self._home()
             return fn()
         return await asyncio.get_running_loop().run_in_executor(self._pool, job)
 
     def close(self) -> None:
-        def close_fds() -> None:
-            for fd in self._home.values():
-                os.close(fd)
-            self._home = {}
-        self._pool.submit(close_fds)
         self._pool.shutdown(wait=True)
+        with self._fds_lock:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = []
 
 
 def in_netns_thread(netns_path: str, fn: Callable[[], T]) -> T:

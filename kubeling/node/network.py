@@ -2,9 +2,9 @@
 the service-CIDR route, optionally inside a dedicated "node" network
 namespace (`--node-netns`, which every test uses).
 
-All netlink work runs on one `NamespaceWorker` thread whose home network
+All netlink work runs on the `NamespaceWorker` threads, whose home network
 namespace is the node's; the sandbox manager runs its per-pod work on the
-same thread (see sandbox.py).
+same threads (see sandbox.py), each with its own netlink socket.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import asyncio
 import ipaddress
 import json
 import os
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,15 @@ from .namespaces import (
     unpin,
     unshare,
 )
+from .rtnl import RouteSocket
 
 NETNS_DIR = Path("/run/netns")
 #: routing protocol number marking routes this module added
 ROUTE_PROTO = 76
 RT_SCOPE_LINK = 253
+#: namespace worker threads: pod sandboxes are made this many at a time, which
+#: keeps every core busy with their kernel work (measured: bench/bench_pod_startup.py)
+NAMESPACE_THREADS = min(os.cpu_count() or 1, 4)
 
 
 @dataclass
@@ -66,23 +72,40 @@ class NodeNetwork:
         self.gateway = str(net[1])
         self.node_ip: str = cfg.node_ip.split("/")[0] if cfg.node_ip else self.gateway
         self.netns_path: str | None = str(NETNS_DIR / cfg.netns) if cfg.netns else None
-        self.worker = NamespaceWorker("kl-netns", self.netns_path)
-        self._ipr: Any = None
+        self.worker = NamespaceWorker("kl-netns", self.netns_path, NAMESPACE_THREADS)
+        self._local = threading.local()
+        #: every worker thread's netlink socket, closed by teardown
+        self._sockets: list[Any] = []
+        self._sockets_lock = threading.Lock()
 
-    # ---------------------------------------------------------------- helpers for the worker thread
+    # ---------------------------------------------------------------- helpers for the worker threads
 
     def ipr(self) -> Any:
-        """The long-lived netlink socket in the node netns (worker thread only)."""
-        if self._ipr is None:
+        """This worker thread's long-lived netlink socket in the node netns
+        (pyroute2 sockets are not shared between threads)."""
+        ipr = getattr(self._local, "ipr", None)
+        if ipr is None:
             from pyroute2 import IPRoute
-            self._ipr = IPRoute()
-        return self._ipr
+            ipr = self._local.ipr = IPRoute()
+            with self._sockets_lock:
+                self._sockets.append(ipr)
+        return ipr
+
+    def route_socket(self) -> RouteSocket:
+        """This worker thread's raw route netlink socket in the node netns (the pod sandbox path)."""
+        sock: RouteSocket | None = getattr(self._local, "rtnl", None)
+        if sock is None:
+            sock = self._local.rtnl = RouteSocket()
+            with self._sockets_lock:
+                self._sockets.append(sock)
+        return sock
 
     def bridge_index(self) -> int:
-        found = self.ipr().link_lookup(ifname=self.cfg.bridge)
-        if not found:
-            raise RuntimeError(f"bridge {self.cfg.bridge} is missing: node network not set up")
-        return int(found[0])
+        """The bridge's link index (worker threads: an ioctl in the node netns, no netlink dump)."""
+        try:
+            return socket.if_nametoindex(self.cfg.bridge)
+        except OSError:
+            raise RuntimeError(f"bridge {self.cfg.bridge} is missing: node network not set up") from None
 
     # ---------------------------------------------------------------- setup / teardown
 
@@ -191,8 +214,11 @@ class NodeNetwork:
         for name in (self.cfg.bridge, self.cfg.nic if self.netns_path and self.cfg.node_ip else None):
             if name and (found := ipr.link_lookup(ifname=name)):
                 ipr.link("del", index=found[0])
-        ipr.close()
-        self._ipr = None
+        with self._sockets_lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
+        self._local = threading.local()
         if created_netns and self.netns_path:
             # The namespace goes once the worker thread (stopped by teardown)
             # and its home fd no longer hold it.

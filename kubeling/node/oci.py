@@ -200,6 +200,7 @@ class ContainerConfig:
     user: User
     tty: bool
     hostname: str
+    #: "": no network namespace of its own, the runtime's (a host-network pod on a node without a netns)
     netns_path: str
     uts_path: str
     ipc_path: str
@@ -262,8 +263,10 @@ def runtime_config(c: ContainerConfig) -> dict[str, Any]:
 
     namespaces: list[dict[str, str]] = [
         {"type": "pid"}, {"type": "ipc", "path": c.ipc_path}, {"type": "uts", "path": c.uts_path},
-        {"type": "mount"}, {"type": "network", "path": c.netns_path},
+        {"type": "mount"},
     ]
+    if c.netns_path:
+        namespaces.append({"type": "network", "path": c.netns_path})
     if c.cgroup_v2:
         namespaces.append({"type": "cgroup"})
     linux: dict[str, Any] = {"cgroupsPath": c.cgroups_path, "resources": resources, "namespaces": namespaces}

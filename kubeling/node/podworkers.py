@@ -72,6 +72,12 @@ ORPHAN_GRACE = 1
 RETRY_PERIOD = 10.0
 #: a failed pull shows ErrImagePull this long before the worker looks again and shows ImagePullBackOff
 PULL_ERROR_SHOWN = 1.0
+#: pod status writes in flight at once
+STATUS_WRITERS = 4
+#: volumes the kubelet keeps in memory, a tmpfs each (their plugins wrap a Memory emptyDir):
+#: secrets and service account tokens never reach the node's disk, and the files of every
+#: pod's kube-api-access volume cost no disk inodes
+MEMORY_BACKED = ("secret", "projected", "downwardAPI")
 #: a worker looks at its pod at least this often (the kubelet's syncFrequency); configMap,
 #: secret and downwardAPI volumes are rendered again then
 RESYNC = 60.0
@@ -161,9 +167,13 @@ def _pod_ref(pod: Obj) -> Obj:
 
 
 class StatusManager:
-    """Writes pod statuses through the status subresource, only when they changed. Writes for
-    one pod are serialised and coalesced: a status set while a write is in flight replaces any
-    older pending one, and only the newest is sent."""
+    """Writes pod statuses through the status subresource, only when they changed (the
+    kubelet's status manager). Pods with a status to write wait for a few writers in the
+    order they first changed; a pod's newer status replaces the one it queued with, so
+    during a burst a pod that went Running before its ContainerCreating status was sent
+    costs one write. Statuses that change the phase or readiness go ahead of the others:
+    what Services and users wait for is not held up behind a burst of ContainerCreating.
+    Writes for one pod never overlap."""
 
     def __init__(self, client: Client, cached: Callable[[str], Obj | None]) -> None:
         self.client = client
@@ -171,7 +181,16 @@ class StatusManager:
         self.cached = cached
         self._desired: dict[str, tuple[Obj, Obj]] = {}
         self._written: dict[str, Obj] = {}
-        self._writers: dict[str, asyncio.Task[None]] = {}
+        #: pods waiting for a writer, oldest change first (insertion-ordered sets): those whose
+        #: phase or readiness changes, then the others
+        self._urgent: dict[str, None] = {}
+        self._queue: dict[str, None] = {}
+        self._in_flight: set[str] = set()
+        self._retry: dict[str, float] = {}
+        self._writers: set[asyncio.Task[None]] = set()
+        self._idle: dict[str, asyncio.Event] = {}
+        #: forgotten while a write was in flight: its outcome is not recorded
+        self._dropped: set[str] = set()
 
     def last(self, uid: str) -> Obj | None:
         """The newest status set for the pod (written or about to be)."""
@@ -187,43 +206,94 @@ class StatusManager:
             self._written[uid] = status
             return
         self._desired[uid] = (pod, status)
-        writer = self._writers.get(uid)
-        if writer is None or writer.done():
-            self._writers[uid] = asyncio.create_task(self._write_loop(uid), name=f"pod-status-{uid}")
+        if uid not in self._in_flight and uid not in self._retry:
+            self._enqueue(uid)
+            self._spawn_writers()
+
+    def _enqueue(self, uid: str) -> None:
+        pod, status = self._desired[uid]
+        if uid in self._urgent:
+            return
+        if _phase_or_readiness(self._written.get(uid) or pod.get("status") or {}) != _phase_or_readiness(status):
+            self._queue.pop(uid, None)
+            self._urgent[uid] = None
+        else:
+            self._queue.setdefault(uid, None)
+
+    def _spawn_writers(self) -> None:
+        while len(self._writers) < min(STATUS_WRITERS, len(self._urgent) + len(self._queue)):
+            task = asyncio.create_task(self._write_queued(), name="pod-status-writer")
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
 
     async def flush(self, uid: str) -> None:
-        writer = self._writers.get(uid)
-        if writer is not None:
-            await asyncio.gather(writer, return_exceptions=True)
+        """Until the pod's newest status is written (or given up: the pod is gone)."""
+        while uid in self._desired or uid in self._in_flight:
+            await self._idle.setdefault(uid, asyncio.Event()).wait()
 
     def forget(self, uid: str) -> None:
         self._desired.pop(uid, None)
         self._written.pop(uid, None)
-        writer = self._writers.pop(uid, None)
-        if writer is not None and not writer.done():
-            writer.cancel()
+        self._urgent.pop(uid, None)
+        self._queue.pop(uid, None)
+        self._retry.pop(uid, None)
+        if uid in self._in_flight:
+            self._dropped.add(uid)
+        self._settled(uid)
 
-    async def _write_loop(self, uid: str) -> None:
-        delay = 0.2
-        while uid in self._desired:
-            pod, status = self._desired.pop(uid)
+    def _settled(self, uid: str) -> None:
+        if uid not in self._desired and uid not in self._in_flight and (ev := self._idle.pop(uid, None)):
+            ev.set()
+
+    async def _write_queued(self) -> None:
+        while self._urgent or self._queue:
+            queue = self._urgent or self._queue
+            uid = next(iter(queue))
+            del queue[uid]
+            job = self._desired.pop(uid, None)
+            if job is None:
+                continue
+            pod, status = job
+            self._in_flight.add(uid)
             try:
-                await self._patch(pod, status)
+                written = await self._write(pod, status)
+            finally:
+                self._in_flight.discard(uid)
+            if uid in self._dropped:
+                self._dropped.discard(uid)
+                self._settled(uid)
+                continue
+            if written is False:
+                # not written: unless something newer came meanwhile, the same status again later
+                self._desired.setdefault(uid, (pod, status))
+                delay = self._retry[uid] = min(self._retry.get(uid, 0.1) * 2, 10.0)
+                asyncio.get_running_loop().call_later(delay, self._requeue, uid)
+                continue
+            self._retry.pop(uid, None)
+            if written:
                 self._written[uid] = status
-                delay = 0.2
-            except APIError as e:
-                if e.code == 404:
-                    return  # the pod is gone: nothing to report to
-                log.warning("status of pod %s/%s: %s", pod["metadata"].get("namespace"),
-                            pod["metadata"]["name"], e)
-                self._desired.setdefault(uid, (pod, status))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except ConnectionError as e:
-                log.warning("status of pod %s: %s", pod["metadata"]["name"], e)
-                self._desired.setdefault(uid, (pod, status))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            if uid in self._desired:
+                self._enqueue(uid)
+            self._settled(uid)
+
+    def _requeue(self, uid: str) -> None:
+        if self._retry.get(uid) is not None and uid in self._desired:
+            self._enqueue(uid)
+            self._spawn_writers()
+
+    async def _write(self, pod: Obj, status: Obj) -> bool | None:
+        """True when written, None when the pod is gone (nothing to report to), False to retry."""
+        try:
+            await self._patch(pod, status)
+            return True
+        except APIError as e:
+            if e.code == 404:
+                self._desired.pop(pod["metadata"]["uid"], None)
+                return None
+            log.warning("status of pod %s/%s: %s", pod["metadata"].get("namespace"), pod["metadata"]["name"], e)
+        except ConnectionError as e:
+            log.warning("status of pod %s: %s", pod["metadata"]["name"], e)
+        return False
 
     async def _patch(self, pod: Obj, status: Obj) -> None:
         meta = pod["metadata"]
@@ -233,6 +303,11 @@ class StatusManager:
         # The uid in the patch makes it fail (rather than land) on a pod recreated under the same name.
         await self.client.patch(PODS, meta["name"], {"metadata": {"uid": meta["uid"]}, "status": body},
                                 meta.get("namespace"), subresource="status")
+
+
+def _phase_or_readiness(status: Obj) -> tuple[Any, bool]:
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return status.get("phase"), ready
 
 
 # ---------------------------------------------------------------- what workers share
@@ -431,19 +506,15 @@ class PodWorker:
         self.wake(RESYNC)
 
     async def _create_sandbox(self, pod: Obj) -> bool:
-        spec = pod.get("spec") or {}
-        if spec.get("hostNetwork"):
-            self._event(pod, "Warning", "FailedCreatePodSandBox",
-                        "Failed to create pod sandbox: hostNetwork pods are not supported by this node")
-            self.wake(RETRY_PERIOD)
-            return False
+        host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         dns = kr.pod_dns(pod, self.ctx.cluster_dns, self.ctx.cluster_domain, self.ctx.host_dns,
                          lambda reason, message: self._event(pod, "Warning", reason, message))
-        host, fqdn = kr.hostname(pod, self.ctx.cluster_domain)
+        # A host-network pod has the node's hostname (the kubelet gives its sandbox none).
+        host, fqdn = (self.ctx.node_name, None) if host_network else kr.hostname(pod, self.ctx.cluster_domain)
         meta = pod["metadata"]
         cfg = SandboxConfig(pod_uid=self.uid, namespace=meta.get("namespace", ""), name=meta["name"], hostname=host,
                             dns=dns.servers, dns_search=dns.searches, dns_options=dns.options,
-                            hosts=kr.host_aliases(pod), hostname_fqdn=fqdn)
+                            hosts=kr.host_aliases(pod), hostname_fqdn=fqdn, host_network=host_network)
         try:
             self.sandbox = await self.ctx.sandboxes.create(cfg)
         except Exception as e:  # noqa: BLE001 - netlink, mount and IPAM failures all mean "retry later"
@@ -1005,6 +1076,10 @@ def _setup_volume(pod_dir: Path, volume: Obj, pctx: kr.PodContext) -> tuple[Path
             os.chmod(path, 0o777)
         return path, False
     files = kr.volume_files(volume, pctx)
+    if kind in MEMORY_BACKED:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.path.ismount(path):
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     kr.write_volume(path, files or {})
     return path, True
 

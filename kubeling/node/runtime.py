@@ -62,7 +62,7 @@ MAX_MOUNT_DATA = 4095
 MONITOR_START_TIMEOUT = 10.0
 KILL_TIMEOUT = 10.0
 #: how long an exec on a terminal waits for the client's first terminal size
-FIRST_RESIZE_WAIT = 0.5
+FIRST_RESIZE_WAIT = 2.0
 
 
 class ImageConfigLike(Protocol):
@@ -823,7 +823,8 @@ class Runtime:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
             return s
-        sock = await asyncio.to_thread(in_netns_thread, sandbox.netns_path, make_socket)
+        sock = (await asyncio.to_thread(in_netns_thread, sandbox.netns_path, make_socket) if sandbox.netns_path
+                else make_socket())
         try:
             await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         except BaseException:

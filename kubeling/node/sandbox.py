@@ -1,14 +1,22 @@
 """Pod sandboxes without a pause process: the pod's network, UTS and IPC
-namespaces are created by `unshare` on the namespace worker thread and
-pinned by bind mounts (as CRI-O's pinns does); containers join them by path.
+namespaces are created by `unshare` on a namespace worker thread and pinned
+by bind mounts (as CRI-O's pinns does); containers join them by path.
 
-Creating one (measured, see tests/system/test_runtime.py) is one unshare,
-three bind mounts, a veth pair built from inside the pod namespace with its
-peer sent to the node namespace, and a tmpfs for the pod's shared /dev/shm.
+Creating one (about 3 ms of CPU, see tests/system/test_runtime.py) is one
+unshare, a small tmpfs for the sandbox's files, three bind mounts, a veth
+pair made by one netlink request in the node namespace with its eth0 end
+created directly in the pod's, and a tmpfs for the pod's shared /dev/shm.
 Removal only unmounts: the kernel destroys the namespace and its veth pair
 asynchronously once no process, socket or mount holds it (deleting the veth
 synchronously costs ~26 ms of kernel time), and a late check deletes the
 veth if something still holds the namespace.
+
+A hostNetwork pod's sandbox has no network namespace of its own: its
+containers join the node's (the node netns with --node-netns), its address
+is the node's and none is allocated. It still gets its own UTS and IPC
+namespaces, with the node's name as hostname (the node's hostname, as a
+hostNetwork pod sees it), and the kubelet's /etc/hosts for host-network
+pods: the node's hosts file under a managed header.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import rtnl
 from .ipam import IPAM
 from .namespaces import (
     CLONE_NEWIPC,
@@ -46,6 +55,10 @@ log = logging.getLogger(__name__)
 #: how long the kernel gets to remove a released pod's veth before it is deleted explicitly
 VETH_GRACE = 3.0
 SHM_SIZE = "65536k"
+#: the tmpfs holding a sandbox's files (hosts, resolv.conf, hostname, the record, namespace pins)
+SANDBOX_FILES_SIZE = "4m"
+#: the pod's eth0 is the second link of its fresh namespace
+POD_ETH0_INDEX = 2
 
 
 @dataclass
@@ -62,6 +75,8 @@ class SandboxConfig:
     hosts: list[tuple[str, list[str]]] = field(default_factory=list)
     #: "<hostname>.<subdomain>.<ns>.svc.<domain>" when the pod has a subdomain
     hostname_fqdn: str | None = None
+    #: spec.hostNetwork: the node's network namespace and address
+    host_network: bool = False
 
 
 @dataclass
@@ -77,6 +92,8 @@ class Sandbox:
     name: str = ""
     hostname: str = ""
     veth: str = ""
+    #: in the node's network namespace (`netns_path` is the node netns, "" for the host's)
+    host_network: bool = False
 
     @property
     def shm_path(self) -> Path:
@@ -106,6 +123,15 @@ def hosts_file(cfg: SandboxConfig, ip: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def host_network_hosts_file(cfg: SandboxConfig, node_hosts: str) -> str:
+    """The kubelet's /etc/hosts for a host-network pod (nodeHostsFileContent): the node's own."""
+    out = "# Kubernetes-managed hosts file (host network).\n" + node_hosts
+    if cfg.hosts:
+        out += "\n# Entries added by HostAliases.\n"
+        out += "".join(f"{addr}\t" + "\t".join(names) + "\n" for addr, names in cfg.hosts)
+    return out
+
+
 def resolv_conf(cfg: SandboxConfig) -> str:
     lines = []
     if cfg.dns_search:
@@ -117,10 +143,13 @@ def resolv_conf(cfg: SandboxConfig) -> str:
 
 
 class SandboxManager:
-    def __init__(self, network: NodeNetwork, ipam: IPAM, state_dir: Path) -> None:
+    def __init__(self, network: NodeNetwork, ipam: IPAM, state_dir: Path,
+                 node_hosts: Path = Path("/etc/hosts")) -> None:
         self.network = network
         self.ipam = ipam
         self.dir = state_dir / "sandboxes"
+        #: the node's hosts file, which host-network pods see
+        self.node_hosts = node_hosts
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -150,14 +179,20 @@ class SandboxManager:
             if leftovers:
                 # A partial sandbox from an interrupted create goes first.
                 await self._remove_unlocked(cfg.pod_uid, release_ip=False)
-            ip = await self.ipam.allocate(cfg.pod_uid)
-            sb = self._sandbox_for(cfg.pod_uid, ip, cfg)
+            if cfg.host_network:
+                sb = self._sandbox_for(cfg.pod_uid, self.network.node_ip, cfg)
+                sb.netns_path, sb.veth, sb.host_network = self.network.netns_path or "", "", True
+            else:
+                sb = self._sandbox_for(cfg.pod_uid, await self.ipam.allocate(cfg.pod_uid), cfg)
             prefixlen = self.network.pod_network.prefixlen
 
             def build() -> None:
-                # one hop to the worker thread: files, namespaces and the record
+                # one hop to a worker thread: files, namespaces and the record
                 self._prepare_dir(sb, cfg)
-                self._create_namespaces(sb, prefixlen)
+                if sb.host_network:
+                    self._create_host_network_namespaces(sb)
+                else:
+                    self._create_namespaces(sb, prefixlen)
                 self._commit(sb)
             try:
                 await self.network.worker.call(build)
@@ -172,9 +207,17 @@ class SandboxManager:
         return sb, sb is None and ((self.dir / uid).exists() or os.path.lexists(self.netns_path(uid)))
 
     def _prepare_dir(self, sb: Sandbox, cfg: SandboxConfig) -> None:
-        (sb.dir / "ns").mkdir(parents=True, exist_ok=True)
-        sb.etc.mkdir(exist_ok=True)
-        (sb.etc / "hosts").write_text(hosts_file(cfg, sb.ip))
+        sb.dir.mkdir(parents=True, exist_ok=True)
+        # Everything of a sandbox lives only as long as its namespaces (until the node reboots),
+        # so its files go to a small tmpfs of their own: a dozen files and pins per pod cost no
+        # disk inodes (measured: the bulk of the agent's kernel time in a burst of pods).
+        mount("sandbox", sb.dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=0755,size={SANDBOX_FILES_SIZE}")
+        (sb.dir / "ns").mkdir()
+        sb.etc.mkdir()
+        if sb.host_network:
+            (sb.etc / "hosts").write_text(host_network_hosts_file(cfg, _read_text(self.node_hosts)))
+        else:
+            (sb.etc / "hosts").write_text(hosts_file(cfg, sb.ip))
         (sb.etc / "resolv.conf").write_text(resolv_conf(cfg))
         (sb.etc / "hostname").write_text(cfg.hostname + "\n")
         sb.shm_path.mkdir(exist_ok=True)
@@ -183,32 +226,38 @@ class SandboxManager:
         mount("shm", sb.shm_path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,size={SHM_SIZE}")
 
     def _create_namespaces(self, sb: Sandbox, prefixlen: int) -> None:
-        """On the namespace worker (home: node netns)."""
-        from pyroute2 import IPRoute
-
-        node_ipr = self.network.ipr()
+        """On a namespace worker thread (home: node netns)."""
+        node = self.network.route_socket()
         bridge = self.network.bridge_index()
-        node_fd = self.network.worker.home_fd("net")
         unshare(CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC)
         try:
             pin_current("net", sb.netns_path)
             pin_current("uts", sb.uts_path)
             pin_current("ipc", sb.ipc_path)
             sethostname(sb.hostname or sb.name)
-            with IPRoute() as ipr:
-                ipr.link("set", index=1, state="up")
-                # Built from inside the pod so eth0 never exists in the node namespace.
-                ipr.link("add", ifname="eth0", kind="veth", peer={"ifname": sb.veth, "net_ns_fd": node_fd})
-                eth0 = ipr.link_lookup(ifname="eth0")[0]
-                ipr.addr("add", index=eth0, address=sb.ip, prefixlen=prefixlen)
-                ipr.link("set", index=eth0, state="up")
-                ipr.route("add", dst="0.0.0.0/0", gateway=self.network.gateway)
+            pod_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                # The node side comes up enslaved, with hairpin on (kubelet's hairpin-veth mode:
+                # a pod reaches itself through a Service); eth0 is made in the pod namespace (it
+                # never exists in the node's) as link 2, after lo.
+                node.request(rtnl.veth_pair(sb.veth, bridge, "eth0", pod_fd, POD_ETH0_INDEX), rtnl.hairpin(sb.veth))
+            finally:
+                os.close(pod_fd)
+            with rtnl.RouteSocket() as pod:
+                pod.request(rtnl.link_up(1), rtnl.address(POD_ETH0_INDEX, sb.ip, prefixlen),
+                            rtnl.link_up(POD_ETH0_INDEX), rtnl.default_route(self.network.gateway))
         finally:
             self.network.worker.restore()
-        veth = node_ipr.link_lookup(ifname=sb.veth)[0]
-        node_ipr.link("set", index=veth, master=bridge, state="up")
-        # kubelet's hairpin-veth mode: a pod reaches itself through a Service.
-        node_ipr.brport("set", index=veth, mode=1)
+
+    def _create_host_network_namespaces(self, sb: Sandbox) -> None:
+        """UTS and IPC namespaces only (on a namespace worker thread): the network is the node's."""
+        unshare(CLONE_NEWUTS | CLONE_NEWIPC)
+        try:
+            pin_current("uts", sb.uts_path)
+            pin_current("ipc", sb.ipc_path)
+            sethostname(sb.hostname or sb.name)
+        finally:
+            self.network.worker.restore()
 
     def _commit(self, sb: Sandbox) -> None:
         doc = asdict(sb)
@@ -227,7 +276,8 @@ class SandboxManager:
 
     def _load_valid(self, uid: str) -> Sandbox | None:
         sb = self._load(uid)
-        if sb and all(is_pinned(p) for p in (sb.netns_path, sb.uts_path, sb.ipc_path)):
+        # a host-network sandbox without a node netns joins the host's, which has no path
+        if sb and all(is_pinned(p) for p in (sb.netns_path, sb.uts_path, sb.ipc_path) if p):
             return sb
         return None
 
@@ -242,21 +292,28 @@ class SandboxManager:
         self._locks.pop(pod_uid, None)
 
     async def _remove_unlocked(self, uid: str, *, release_ip: bool) -> None:
+        # The paths are the pod's own, never the record's: a host-network sandbox records the
+        # node's namespace, which must stay.
         sb = self._sandbox_for(uid, "")
-        await asyncio.to_thread(self._remove_files, sb)
+        host_network = await asyncio.to_thread(self._remove_files, sb)
+        if host_network:
+            return
         if release_ip:
             await self.ipam.release(uid)
         task = asyncio.create_task(self._reap_veth(sb.veth), name=f"veth-gc-{sb.veth}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    @staticmethod
-    def _remove_files(sb: Sandbox) -> None:
+    def _remove_files(self, sb: Sandbox) -> bool:
+        """Whether the sandbox was a host-network one (nothing of the network to release)."""
+        recorded = self._load(sb.pod_uid)
         for path in (sb.netns_path, sb.uts_path, sb.ipc_path):
             unpin(path)
-        while umount(sb.shm_path, detach=True):
-            pass
+        for mounted in (sb.shm_path, sb.dir):
+            while umount(mounted, detach=True):
+                pass
         shutil.rmtree(sb.dir, ignore_errors=True)
+        return recorded is not None and recorded.host_network
 
     async def _reap_veth(self, veth: str) -> None:
         deadline = asyncio.get_running_loop().time() + VETH_GRACE
@@ -297,3 +354,10 @@ class SandboxManager:
 
     async def get(self, pod_uid: str) -> Sandbox | None:
         return await asyncio.to_thread(self._load_valid, pod_uid)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""

@@ -15,6 +15,7 @@ namespace is deleted, even when a test fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -32,6 +33,7 @@ import images as ti
 import pytest
 from conftest import Kubectl, make_kubectl
 
+from kubeling.node.kuberuntime import parse_resolv_conf
 from kubeling.node.namespaces import CLONE_NEWNET, setns
 from kubeling.testing import Cluster, start_cluster
 
@@ -365,6 +367,74 @@ def test_deleted_deployment_pod_is_replaced(node: Node) -> None:
     assert "Stopping container httpd" in [e["message"] for e in events["items"] if e["reason"] == "Killing"]
 
 
+HOST_NETWORK = """
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet}
+spec:
+  hostNetwork: true
+  containers:
+  - name: httpd
+    image: ethos93/go-httpd:v1
+    ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet-dns}
+spec:
+  hostNetwork: true
+  dnsPolicy: ClusterFirstWithHostNet
+  containers:
+  - name: sleeper
+    image: busybox:latest
+    command: ["sleep", "3600"]
+"""
+
+
+def test_host_network_pod(node: Node) -> None:
+    """hostNetwork pods share the node's network namespace (the node netns here): no address of
+    their own, so podIP is the node's InternalIP and the container's port answers there; the
+    node's name as hostname; the kubelet's host-network /etc/hosts; dnsPolicy ClusterFirst falls
+    back to the node's resolver, ClusterFirstWithHostNet gets the cluster's."""
+    k = node.kubectl()
+    k("apply", "-f", "-", input=HOST_NETWORK)
+    pod = wait_for("the hostNetwork pod", lambda: (p := node.pod("hostnet")) and running(p) and p)
+    assert pod["status"]["podIP"] == NODE_IP and pod["status"]["podIPs"] == [{"ip": NODE_IP}]
+    assert pod["status"]["hostIP"] == NODE_IP
+    assert pod["spec"]["containers"][0]["ports"][0]["hostPort"] == 8080
+    assert node.curl(NODE_IP).stdout == f"This version is v1 and hostname is {NODE}"
+    for version in VERSIONS:
+        line = next(x for x in node.kubectl(version)("get", "pods", "-o", "wide").splitlines()
+                    if x.startswith("hostnet "))
+        assert NODE_IP in line.split() and "Running" in line
+    assert k("exec", "hostnet", "--", "hostname") == f"{NODE}\n"
+    hosts = k("exec", "hostnet", "--", "cat", "/etc/hosts")
+    assert hosts == "# Kubernetes-managed hosts file (host network).\n" + Path("/etc/hosts").read_text()
+    host_dns = parse_resolv_conf(Path("/etc/resolv.conf").read_text())
+    resolv = parse_resolv_conf(k("exec", "hostnet", "--", "cat", "/etc/resolv.conf"))
+    assert resolv.servers == host_dns.servers and "10.96.0.10" not in resolv.servers
+    wait_for("the ClusterFirstWithHostNet pod", lambda: running(node.pod("hostnet-dns")))
+    resolv_text = k("exec", "hostnet-dns", "--", "cat", "/etc/resolv.conf")
+    assert "nameserver 10.96.0.10\n" in resolv_text and "options ndots:5\n" in resolv_text
+    assert resolv_text.startswith("search default.svc.cluster.local svc.cluster.local cluster.local")
+    # neither a veth nor an address of its own
+    uid = pod["metadata"]["uid"]
+    assert f"klv{hashlib.sha256(uid.encode()).hexdigest()[:8]}" not in sh("ip", "-o", "link", "show").stdout
+    ipam = node.data_dir / "ipam.json"
+    assert not ipam.exists() or uid not in ipam.read_text()
+    k("delete", "pod", "hostnet", "hostnet-dns", "--grace-period=1")
+    wait_for("the pods gone", lambda: "hostnet" not in k("get", "pods", "-o", "name"))
+    # removing their sandboxes left the node's namespace and its address alone
+    assert netns_pinned(node.netns)
+    assert NODE_IP in sh("ip", "-n", node.netns, "-o", "addr", "show").stdout
+    assert node.curl(NODE_IP).returncode != 0
+
+
+def netns_pinned(name: str) -> bool:
+    """Whether /run/netns/NAME still holds a network namespace (an nsfs mount)."""
+    return os.stat(f"/run/netns/{name}").st_dev == os.stat("/proc/self/ns/net").st_dev
+
+
 def test_unknown_image_backs_off(node: Node) -> None:
     k = node.kubectl()
     k("run", "badimage", "--image=nonexistent/image:v9")
@@ -464,6 +534,12 @@ spec:
     assert init["state"]["terminated"]["reason"] == "Completed" and init["ready"] is True
     out = wait_for("its output", lambda: (o := k("logs", "initialized")).count("\n") >= 4 and o)
     assert out == 'prepared\n<h1>configured</h1>\nhello initialized\napp="initialized"\n'
+    # as the kubelet keeps them: downwardAPI and projected (service account token) volumes in
+    # memory, configMaps on disk
+    mounts = {line.split()[1]: line.split()[2] for line in k("exec", "initialized", "--", "cat", "/proc/mounts")
+              .splitlines()}
+    assert mounts["/info"] == "tmpfs" and mounts["/var/run/secrets/kubernetes.io/serviceaccount"] == "tmpfs"
+    assert mounts["/config"] != "tmpfs"
 
 
 def test_probes(node: Node) -> None:

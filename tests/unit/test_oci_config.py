@@ -155,6 +155,12 @@ def test_namespaces_join_the_pod_by_path() -> None:
     assert {"type": "cgroup"} in _config(cgroup_v2=True)["linux"]["namespaces"]
 
 
+def test_host_network_without_node_netns_keeps_the_runtimes_network() -> None:
+    ns = _config(netns_path="")["linux"]["namespaces"]
+    assert [n for n in ns if n["type"] == "network"] == []
+    assert {"type": "uts", "path": "/s/ns/uts"} in ns
+
+
 def test_mounts() -> None:
     cfg = _config()
     by_dst = {m["destination"]: m for m in cfg["mounts"]}
