@@ -20,12 +20,14 @@ from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
 from .garbagecollector import GarbageCollector
+from .job import JobController
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
 from .resourcequota import ResourceQuotaController
 from .rootcacertpublisher import RootCACertPublisher
 from .serviceaccount import ServiceAccountsController
+from .ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger("kubeling.controllers")
 
@@ -54,6 +56,8 @@ class ControllerManager:
         self.controllers: list[Any] = [
             ReplicaSetController(client, f, recorder),
             DeploymentController(client, f, recorder),
+            JobController(client, f, recorder),
+            TTLAfterFinishedController(client, f, recorder),
             EndpointsController(client, f, recorder),
             EndpointSliceController(client, f, recorder),
             GarbageCollector(client, f, recorder),

@@ -15,6 +15,15 @@ All simulated nodes share one pod informer indexed by node name, one work
 queue and one lease/heartbeat loop each, so 30 nodes with 100 pods each cost
 little more than the pods themselves. stop() makes nodes fail: their leases,
 heartbeats and pods are no longer touched; the Node objects stay.
+
+Containers run forever unless a pod asks otherwise, which only simulated
+nodes read (a test aid; a real node ignores it): with the annotation
+`simulated.kubeling.io/exit-code: "<code>"` every regular container exits with
+that code `simulated.kubeling.io/exit-after` seconds (default 0) after it
+starts, and the pod's restartPolicy applies as on a kubelet: Never leaves it
+Succeeded or Failed, OnFailure and Always restart it, the first time at once,
+then after a CrashLoopBackOff of 10 s doubling to 5 min. That is how Jobs run
+to completion, or fail, on simulated nodes.
 """
 
 from __future__ import annotations
@@ -52,6 +61,14 @@ NODE_NAME_INDEX = "spec.nodeName"
 #: documentation address ranges (RFC 5737): never routed, so nothing can ever send traffic to a node
 TEST_NETS = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
 
+#: the test aid (see the module doc): containers exit with this code...
+EXIT_CODE_ANNOTATION = "simulated.kubeling.io/exit-code"
+#: ...this many seconds after they start
+EXIT_AFTER_ANNOTATION = "simulated.kubeling.io/exit-after"
+#: the kubelet's restart back-off: 10 s doubling to 5 min
+BACKOFF_INITIAL = 10.0
+BACKOFF_MAX = 300.0
+
 
 def _kind(group: str, version: str, plural: str) -> Kind:
     kind = lookup(group, version, plural)
@@ -84,6 +101,42 @@ def normalize_image(ref: str) -> str:
     if "@" not in last and ":" not in last:
         ref += ":latest"
     return ref
+
+
+def exit_plan(pod: Obj) -> tuple[int, float] | None:
+    """The exit code and run time the pod's annotations ask for; None to run forever
+    (also for values that do not parse: a test aid should not crash a node)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    code = annotations.get(EXIT_CODE_ANNOTATION)
+    if code is None:
+        return None
+    try:
+        exit_code, after = int(code), float(annotations.get(EXIT_AFTER_ANNOTATION, "0"))
+    except ValueError:
+        log.warning("pod %s/%s: ignoring unparseable %s annotations", (pod.get("metadata") or {}).get("namespace"),
+                    (pod.get("metadata") or {}).get("name"), "simulated.kubeling.io")
+        return None
+    if not 0 <= exit_code <= 255 or not 0 <= after < float("inf"):
+        return None
+    return exit_code, after
+
+
+def restart_delay(exits: int) -> float:
+    """How long after its `exits`-th exit a container starts again: at once
+    the first time, then the CrashLoopBackOff of 10 s doubling to 5 min."""
+    if exits <= 1:
+        return 0.0
+    return min(BACKOFF_INITIAL * 2 ** (exits - 2), BACKOFF_MAX)
+
+
+def _rfc3339(posix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(posix))
+
+
+def _go_seconds(seconds: float) -> str:
+    """time.Duration's String() for whole seconds: 10s, 1m20s, 5m0s."""
+    s = int(seconds)
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60}s"
 
 
 def fake_image_id(image: str) -> str:
@@ -135,9 +188,25 @@ class _Pod:
     ip: str
     #: monotonic time the node first saw the pod
     seen: float
+    restart_policy: str = "Always"
+    #: format.Pod, as the kubelet names a pod in messages
+    pod_name: str = ""
     started_at: str = ""
     container_ids: dict[str, str] = field(default_factory=dict)
     kill_at: float | None = None
+
+
+@dataclass
+class _Run:
+    """Where containers that exit on their own (exit_plan) are in their lives at
+    one moment: their state, restart count and previous termination, and when
+    that changes next (None: never)."""
+
+    state: Obj
+    restarts: int
+    last_state: Obj
+    started_at: str
+    next_change: float | None
 
 
 class SimulatedNodes:
@@ -334,16 +403,46 @@ class SimulatedNodes:
             return
         now = time.monotonic()
         running = now >= rec.seen + self.ready_delay
-        await self._write_status(pod, self._status(pod, node, rec, running))
+        plan = exit_plan(pod)
+        run = self._run(rec, plan, now) if running and plan is not None else None
+        await self._write_status(pod, self._status(pod, node, rec, running, run=run))
         if not running:
             self._queue.add_after(key, rec.seen + self.ready_delay - now)
+        elif run is not None and run.next_change is not None:
+            self._queue.add_after(key, max(run.next_change - now, 0.0))
+
+    def _run(self, rec: _Pod, plan: tuple[int, float], now: float) -> _Run:
+        """Replay the containers' lives since they first started: run for the planned
+        time, exit, and (if the restart policy says so) start again after the back-off."""
+        code, after = plan
+        policy = rec.restart_policy
+        wall = time.time() - now  # monotonic -> POSIX offset
+        started = rec.seen + self.ready_delay
+        restarts, last_state = 0, {}  # type: tuple[int, Obj]
+        while True:
+            exited = started + after
+            started_at = _rfc3339(started + wall)
+            if now < exited:
+                return _Run({"running": {"startedAt": started_at}}, restarts, last_state, started_at, exited)
+            terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                          "startedAt": started_at, "finishedAt": _rfc3339(exited + wall)}
+            if policy == "Never" or (policy == "OnFailure" and code == 0):
+                return _Run({"terminated": terminated}, restarts, last_state, started_at, None)
+            delay = restart_delay(restarts + 1)
+            if now < exited + delay:
+                waiting = {"reason": "CrashLoopBackOff", "back-off": delay}
+                return _Run({"waiting": waiting}, restarts, {"terminated": terminated}, started_at, exited + delay)
+            started, restarts, last_state = exited + delay, restarts + 1, {"terminated": terminated}
 
     def _admit(self, pod: Obj, node: _Node) -> _Pod:
         """A pod new to the node: its IP (the one it already shows if the node restarted)."""
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
         ip = "" if spec.get("hostNetwork") else node.allocate(status.get("podIP", ""))
-        rec = _Pod(uid=pod["metadata"].get("uid", ""), node=node.name, ip=ip, seen=time.monotonic())
+        meta = pod["metadata"]
+        rec = _Pod(uid=meta.get("uid", ""), node=node.name, ip=ip, seen=time.monotonic(),
+                   restart_policy=spec.get("restartPolicy", "Always"),
+                   pod_name=f"{meta.get('name', '')}_{meta.get('namespace', '')}({meta.get('uid', '')})")
         if status.get("phase") == "Running":
             rec.seen -= self.ready_delay  # it was running before the restart: no second ContainerCreating
         for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
@@ -360,7 +459,8 @@ class SimulatedNodes:
             cid = rec.container_ids[name] = f"{RUNTIME_VERSION.split(':')[0]}://{secrets.token_hex(32)}"
         return cid
 
-    def _status(self, pod: Obj, node: _Node, rec: _Pod, running: bool, terminated: bool = False) -> Obj:
+    def _status(self, pod: Obj, node: _Node, rec: _Pod, running: bool, terminated: bool = False,
+                run: _Run | None = None) -> Obj:
         spec = pod.get("spec") or {}
         init = spec.get("initContainers") or []
         containers = spec.get("containers") or []
@@ -384,11 +484,35 @@ class SimulatedNodes:
             return podstatus.running_status(shown, started_at=rec.started_at, container_id=cid, image_id=image_id,
                                             ready=True)
 
+        def exiting(c: Obj, run: _Run) -> Obj:
+            """A container of the exit plan, in the state its run is in."""
+            shown = ran(c, finished=False, ready=False)
+            state = run.state
+            if "waiting" in state:
+                message = (f"back-off {_go_seconds(state['waiting']['back-off'])} restarting failed "
+                           f"container={c['name']} pod={rec.pod_name}")
+                state = {"waiting": {"reason": state["waiting"]["reason"], "message": message}}
+            elif "terminated" in state:
+                state = {"terminated": {**state["terminated"], "containerID": shown["containerID"]}}
+            else:
+                state = {"running": {"startedAt": run.started_at}}
+            last = run.last_state
+            if last:
+                last = {"terminated": {**last["terminated"], "containerID": shown["containerID"]}}
+            return {**shown, "state": state, "lastState": last, "restartCount": run.restarts,
+                    "ready": "running" in state, "started": "running" in state}
+
         init_statuses = [ran(c, finished=terminated or not podstatus.is_restartable_init_container(c),
                              ready=not terminated) for c in init]
-        statuses = [ran(c, finished=terminated, ready=False) for c in containers]
+        if run is not None and not terminated:
+            statuses = [exiting(c, run) for c in containers]
+            # Containers that exited for good leave nothing running: the sandbox goes too.
+            done = "terminated" in run.state and run.next_change is None
+        else:
+            statuses = [ran(c, finished=terminated, ready=False) for c in containers]
+            done = terminated
         return podstatus.generate_pod_status(pod, init_statuses=init_statuses, statuses=statuses,
-                                             sandbox_ready=not terminated, host_ip=node.host_ip, pod_ips=pod_ips,
+                                             sandbox_ready=not done, host_ip=node.host_ip, pod_ips=pod_ips,
                                              terminal=terminated, now=now)
 
     async def _write_status(self, pod: Obj, status: Obj) -> None:
@@ -415,7 +539,8 @@ class SimulatedNodes:
         if now < rec.kill_at:
             self._queue.add_after(key, rec.kill_at - now)
             return
-        if rec.started_at:
+        # A pod whose containers already exited keeps the status they left.
+        if rec.started_at and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
             await self._write_status(pod, self._status(pod, node, rec, running=True, terminated=True))
         try:
             await self.client.delete(self.pod_kind, pod["metadata"]["name"], pod["metadata"].get("namespace"),

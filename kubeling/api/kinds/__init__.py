@@ -2,5 +2,5 @@
 
 MODULES = (
     "namespace", "pod", "service", "endpoints", "node", "event", "configmap", "secret", "serviceaccount",
-    "deployment", "replicaset", "scale", "endpointslice", "lease", "resourcequota", "limitrange",
+    "deployment", "replicaset", "scale", "endpointslice", "lease", "resourcequota", "limitrange", "job",
 )
