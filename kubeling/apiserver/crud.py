@@ -262,7 +262,8 @@ class Objects:
         meta = cur["metadata"]
         grace = strategy.grace_period(cur, opts.grace_period)
         finalizers = list(meta.get("finalizers") or [])
-        gc = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(opts.propagation)
+        gc = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(opts.propagation
+                                                                          or strategy.default_propagation)
         if gc and gc not in finalizers and not meta.get("deletionTimestamp"):
             finalizers.append(gc)
             meta["finalizers"] = finalizers

@@ -19,6 +19,9 @@ class Strategy:
     reset_status_on_create = True
     #: DELETE answers with the deleted object rather than a Success Status
     return_deleted_object = False
+    #: the propagationPolicy of a DELETE that names none (upstream's DefaultGarbageCollectionPolicy;
+    #: "" is Background)
+    default_propagation = ""
 
     def initial_status(self, obj: Obj) -> Obj:
         return {}
@@ -74,6 +77,12 @@ class ReplicaSetStrategy(Strategy):
     generation_keys = ("spec",)
 
 
+class JobStrategy(Strategy):
+    generation_keys = ("spec",)
+    # batch/v1 keeps the pods of a Job deleted without a policy (kubectl always names one)
+    default_propagation = "Orphan"
+
+
 class ServiceStrategy(Strategy):
     return_deleted_object = True
 
@@ -111,6 +120,7 @@ _STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "Pod"): PodStrategy(),
     ("apps", "Deployment"): DeploymentStrategy(),
     ("apps", "ReplicaSet"): ReplicaSetStrategy(),
+    ("batch", "Job"): JobStrategy(),
     ("", "Service"): ServiceStrategy(),
     ("", "Namespace"): NamespaceStrategy(),
     ("", "Node"): NodeStrategy(),

@@ -254,6 +254,24 @@ def test_parallel_job_deletion_cascades(version: str, cluster: Cluster, tmp_path
     assert gone, k("-n", ns, "get", "pods,jobs", "-o", "yaml")
 
 
+def test_generation_and_a_delete_without_policy_orphans(cluster: Cluster, tmp_path: Path) -> None:
+    """A Job counts spec changes in its generation; a DELETE naming no propagation
+    policy (kubectl always names one, API clients may not) keeps its pods, as
+    batch/v1's default garbage collection policy is Orphan."""
+    k = kubectl("1.33", cluster, tmp_path)
+    ns = new_namespace(k, "job-orphan")
+    finishing_job(k, ns, "keep", 0, after=600, parallelism=2, completions=4)
+    assert poll(lambda: get_json(k, ns, "job", "keep")["status"].get("ready") == 2, 10), k("-n", ns, "get", "pods")
+    assert get_json(k, ns, "job", "keep")["metadata"]["generation"] == 1
+    k("-n", ns, "patch", "job", "keep", "-p", '{"spec": {"parallelism": 1}}')
+    assert get_json(k, ns, "job", "keep")["metadata"]["generation"] == 2
+    k("delete", "--raw", f"/apis/batch/v1/namespaces/{ns}/jobs/keep")
+    assert poll(lambda: k("-n", ns, "get", "jobs", "-o", "name") == "", 10)
+    orphaned = poll(lambda: (pods := get_json(k, ns, "pods")["items"]) and
+                    all(not p["metadata"].get("ownerReferences") for p in pods) and pods, 10)
+    assert orphaned, k("-n", ns, "get", "pods", "-o", "yaml")
+
+
 def test_suspend_and_resume(cluster: Cluster, tmp_path: Path) -> None:
     """A suspended Job creates nothing (STATUS Suspended, no DURATION); resuming starts its pods,
     suspending again deletes them."""
