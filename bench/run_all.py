@@ -4,7 +4,8 @@
                                       [--only api,proxy,...] [--quick]
 
 Runs the scripts in `bench/` one after another, each in its own process (so one
-benchmark's memory and threads never colour the next), and writes a markdown
+benchmark's memory and threads never colour the next) and each once the load
+average the one before left has settled, and writes a markdown
 report: the machine and commit it ran on, then for each benchmark its command,
 what it measures (the first paragraph of its docstring), how long it took, the
 load average before it started, and its output, which already sets every figure
@@ -33,6 +34,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+#: a benchmark starts once the 1-minute load average per core is below this, or after SETTLE_MAX_SECONDS
+SETTLE_LOAD = 0.4
+SETTLE_MAX_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,25 @@ def as_markdown(output: str) -> str:
     return "```text\n" + "\n".join(lines) + "\n```"
 
 
+def settle(index: int, total: int, name: str) -> None:
+    """Wait (a while at most) for the load the previous benchmark left behind to
+    fade: its last processes and the kernel's cleanup still hold the cores for
+    seconds after it exits, and the next benchmark would measure them too."""
+    deadline = time.monotonic() + SETTLE_MAX_SECONDS
+    while float(loadavg().split()[0]) > SETTLE_LOAD * (os.cpu_count() or 1) and time.monotonic() < deadline:
+        print(f"[{index}/{total}] {name}: waiting for the load average ({loadavg()}) to settle",
+              file=sys.stderr, flush=True)
+        time.sleep(10)
+
+
 def run(b: Benchmark, quick: bool, index: int, total: int) -> Outcome:
     argv = [sys.executable, str(BENCH / b.script), *(b.quick_args if quick else ())]
     command = " ".join([".venv/bin/python", f"bench/{b.script}", *argv[2:]])
-    load = loadavg()
     if b.needs_root and os.geteuid() != 0:
         print(f"[{index}/{total}] {b.name}: skipped (needs root)", file=sys.stderr, flush=True)
-        return Outcome(b, command, 0.0, load, "", "skipped: needs root")
+        return Outcome(b, command, 0.0, loadavg(), "", "skipped: needs root")
+    settle(index, total, b.name)
+    load = loadavg()
     print(f"[{index}/{total}] {b.name}: {command}", file=sys.stderr, flush=True)
     start = time.monotonic()
     try:
