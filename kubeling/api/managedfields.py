@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable, Iterator
 
+from .gofmt import go_type, go_value
 from .schema import FIELDS_V1, RAW, Field, ListOf, MapOf, Scalar, Special, Struct, Type
 
 Json = Any
@@ -377,48 +378,21 @@ def recursive_difference(paths: Iterable[Path], prefixes: Iterable[Path]) -> set
 
 # ---------------------------------------------------------------- validation of scalars
 
-def _type_word(v: Json) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int64"
-    if isinstance(v, float):
-        return "float64"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "[]interface {}"
-    return "map[string]interface {}"
-
-
-def _go_v(v: Json) -> str:
-    """%v of a decoded JSON value."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, dict):
-        return "map[" + " ".join(f"{k}:{_go_v(x)}" for k, x in sorted(v.items())) + "]"
-    if isinstance(v, list):
-        return "[" + " ".join(_go_v(x) for x in v) + "]"
-    if v is None:
-        return "<nil>"
-    return str(v)
-
-
 def _scalar_error(shape: Shape, v: Json) -> str | None:
     if v is None:
         return None
     k = shape.scalar
     if k in ("integer", "number"):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return f"expected numeric (int or float), got {_type_word(v)}"
+            return f"expected numeric (int or float), got {go_type(v)}"
     elif k == "string":
         if not isinstance(v, str):
-            return f"expected string, got &value.valueUnstructured{{Value:{_go_v(v)}}}"
+            return f"expected string, got &value.valueUnstructured{{Value:{go_value(v)}}}"
     elif k == "boolean":
         if not isinstance(v, bool):
-            return f"expected boolean, got &{{{_go_v(v)}}}"
+            return f"expected boolean, got &{{{go_value(v)}}}"
     elif not shape.atomic and isinstance(v, (dict, list)):
-        return f"expected scalar, got {_go_v(v)}"
+        return f"expected scalar, got {go_value(v)}"
     return None
 
 
@@ -455,7 +429,7 @@ def _to_set(shape: Shape, value: Json, path: Path, out: set[Path], errs: list[st
     if shape.form == _LIST:
         if not isinstance(value, list):
             if strict:
-                errs.append(_err(path, f"expected list, got {_go_v(value)}"))
+                errs.append(_err(path, f"expected list, got {go_value(value)}"))
             return
         seen: set[str] = set()
         item = shape.item()
@@ -477,7 +451,7 @@ def _to_set(shape: Shape, value: Json, path: Path, out: set[Path], errs: list[st
         return
     if not isinstance(value, dict):
         if strict:
-            errs.append(_err(path, f"expected map, got {_go_v(value)}"))
+            errs.append(_err(path, f"expected map, got {go_value(value)}"))
         return
     for k, v in value.items():
         cs, named = shape.child(k)

@@ -25,6 +25,7 @@ from typing import Any, Hashable
 import orjson
 
 from .errors import APIError
+from .gofmt import go_type
 from .schema import ListOf, MapOf, Struct, Type
 
 __all__ = [
@@ -129,23 +130,6 @@ def _go(v: Json) -> str:
     if isinstance(v, float):
         return _go_float(v)
     return str(v)
-
-
-def _go_type(v: Json) -> str:
-    """%s of reflect.TypeOf(v) for a decoded JSON value."""
-    if v is None:
-        return "%!s(<nil>)"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int64"
-    if isinstance(v, float):
-        return "float64"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, dict):
-        return "map[string]interface {}"
-    return "[]interface {}"
 
 
 def _json_kind(v: Json) -> str:
@@ -396,7 +380,7 @@ def _no_merge_key(m: Json, key: str) -> PatchError:
 
 
 def _bad_arg_type(expected: Json, actual: Json) -> PatchError:
-    return _server_error(f"expected a {_go_type(expected)}, but received a {_go_type(actual)}")
+    return _server_error(f"expected a {go_type(expected)}, but received a {go_type(actual)}")
 
 
 @lru_cache(maxsize=None)
@@ -456,7 +440,7 @@ def _elem_kind(*lists: list[Json]) -> str:
     first: str | None = None
     for lst in lists:
         for v in lst:
-            k = _go_type(v)
+            k = go_type(v)
             if first is None:
                 if isinstance(v, list):
                     raise _unprocessable("lists of lists are not supported")

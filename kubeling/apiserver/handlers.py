@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..api import errors
 from ..api.kinds.scale import SCALE, apply_scale, scale_from, validate_scale
+from ..api.gofmt import go_value
 from ..api.kinds.pod import BINDING
 from ..api.kinds.tokenrequest import TOKEN_REQUEST
 from ..api.patch import apply_patch
@@ -299,7 +300,7 @@ class ResourceHandlers:
             # Upstream's patcher reports strict decoding failures itself: 422 on field `patch`.
             d = codec.shape(patched, kind.kind, kind.api_version, kind.schema, "Warn" if fv == "Strict" else fv)
             if fv == "Strict" and d.warnings:
-                shown = (_go_value(patch) if ctype == "application/strategic-merge-patch+json"
+                shown = (go_value(patch) if ctype == "application/strategic-merge-patch+json"
                          else codec.dumps(patched).decode())
                 raise errors.invalid_object("", "", "", [errors.invalid(
                     "patch", shown, "strict decoding error: " + ", ".join(d.warnings))])
@@ -480,19 +481,6 @@ def _content_type(request: web.Request) -> str:
 
 def _user_agent(request: web.Request) -> str:
     return request.headers.get("User-Agent", "")
-
-
-def _go_value(v: Any) -> str:
-    """Go's %+v of a decoded JSON value (map keys sorted, as fmt prints maps)."""
-    if isinstance(v, dict):
-        return "map[" + " ".join(f"{k}:{_go_value(v[k])}" for k in sorted(v)) + "]"
-    if isinstance(v, list):
-        return "[" + " ".join(_go_value(x) for x in v) + "]"
-    if v is None:
-        return "<nil>"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
 
 
 def _patch_rv(patch: Any) -> str:
