@@ -417,7 +417,9 @@ def test_exec_on_a_terminal(cluster: Cluster) -> None:
     assert d is not None
     for version in ("1.33", "1.32", "1.27"):
         kubectl = [str(d / f"kubectl.{version}"), f"--kubeconfig={cluster.kubeconfig}", "exec", "-it", "curlpod", "--"]
-        out, code = in_pty([*kubectl, "sh", "-c", "tty; stty size; curl -s httpd-clusterip-service:8080"])
+        # The size travels on its own stream beside stdin: on a loaded machine it
+        # can land after the shell started, and runc passes it on as a resize.
+        out, code = in_pty([*kubectl, "sh", "-c", "tty; sleep 1; stty size; curl -s httpd-clusterip-service:8080"])
         assert code == 0, out
         lines = out.splitlines()
         assert lines[0] == "/dev/pts/0", out
