@@ -20,7 +20,7 @@ import orjson
 from ..api.errors import APIError
 from ..api.printers import parse_time
 from ..api.registry import Kind
-from ..api.selectors import LabelSelector, from_label_selector
+from ..api.selectors import LabelSelector, SelectorError, from_label_selector
 from ..client.informer import Informer
 from ..client.rest import Client
 
@@ -123,6 +123,30 @@ def selects(selector: LabelSelector, obj: Obj) -> bool:
     never lets a controller own everything (validation refuses empty selectors
     and its lookups skip them)."""
     return not selector.empty() and selector.matches(meta(obj).get("labels") or {})
+
+
+def resolve_controller_ref(informer: Informer, kind: Kind, namespace: str, ref: Obj) -> Obj | None:
+    """resolveControllerRef: the owner a controller reference names, if it is
+    still that object (same uid) and of the controller's kind."""
+    if ref.get("kind") != kind.kind:
+        return None
+    owner = informer.get(f"{namespace}/{ref.get('name', '')}")
+    if owner is None or meta(owner).get("uid") != ref.get("uid"):
+        return None
+    return owner
+
+
+def selecting_owners(informer: Informer, selectors: SelectorCache, obj: Obj) -> list[Obj]:
+    """The owners in obj's namespace whose selector picks it: who might adopt an
+    orphan. Owners with an unparseable selector pick nothing."""
+    found = []
+    for owner in informer.by_index(INDEX_NAMESPACE, meta(obj).get("namespace", "")):
+        try:
+            if selects(selectors.get(owner), obj):
+                found.append(owner)
+        except SelectorError:
+            continue
+    return found
 
 
 def has_status_cause(err: BaseException, cause: str) -> bool:

@@ -47,6 +47,8 @@ from .controller_utils import (
     has_status_cause,
     meta,
     namespace_index,
+    resolve_controller_ref,
+    selecting_owners,
     selects,
 )
 
@@ -120,22 +122,11 @@ class DeploymentController:
         self._enqueue(d)
 
     def _resolve(self, namespace: str, ref: Obj) -> Obj | None:
-        if ref.get("kind") != self.d_kind.kind:
-            return None
-        d = self.d_informer.get(f"{namespace}/{ref.get('name', '')}")
-        if d is None or meta(d).get("uid") != ref.get("uid"):
-            return None
-        return d
+        return resolve_controller_ref(self.d_informer, self.d_kind, namespace, ref)
 
     def _deployments_for_rs(self, rs: Obj) -> list[Obj]:
         """Deployments whose selector matches an orphan ReplicaSet."""
-        found = []
-        for d in self.d_informer.by_index(INDEX_NAMESPACE, meta(rs).get("namespace", "")):
-            try:
-                if selects(self.selectors.get(d), rs):
-                    found.append(d)
-            except SelectorError:
-                continue
+        found = selecting_owners(self.d_informer, self.selectors, rs)
         if len(found) > 1:
             log.info("more than one deployment selects replica set %s: %s", object_key(rs),
                      ", ".join(meta(d)["name"] for d in found))

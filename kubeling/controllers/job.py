@@ -44,7 +44,6 @@ from ..client.rest import Client
 from ..client.workqueue import WorkQueue, run_workers
 from .controller_utils import (
     INDEX_CONTROLLER_UID,
-    INDEX_NAMESPACE,
     INDEX_ORPHANS,
     SLOW_START_INITIAL_BATCH_SIZE,
     ControllerRefManager,
@@ -59,7 +58,8 @@ from .controller_utils import (
     is_pod_active,
     is_pod_ready,
     meta,
-    selects,
+    resolve_controller_ref,
+    selecting_owners,
     slow_start_batch,
 )
 from .job_util import (
@@ -213,23 +213,10 @@ class JobController:
     # ------------------------------------------------------------------ pod events
 
     def _resolve(self, namespace: str, ref: Obj) -> Obj | None:
-        if ref.get("kind") != self.job_kind.kind:
-            return None
-        job = self.job_informer.get(f"{namespace}/{ref.get('name', '')}")
-        if job is None or meta(job).get("uid") != ref.get("uid"):
-            return None
-        return job
+        return resolve_controller_ref(self.job_informer, self.job_kind, namespace, ref)
 
     def _pod_jobs(self, pod: Obj) -> list[Obj]:
-        """The Jobs whose selector picks an orphan pod."""
-        found = []
-        for job in self.job_informer.by_index(INDEX_NAMESPACE, meta(pod).get("namespace", "")):
-            try:
-                if selects(self.selectors.get(job), pod):
-                    found.append(job)
-            except SelectorError:
-                continue
-        return found
+        return selecting_owners(self.job_informer, self.selectors, pod)
 
     def _pod_added(self, pod: Obj) -> None:
         if meta(pod).get("deletionTimestamp"):

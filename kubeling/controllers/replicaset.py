@@ -29,7 +29,6 @@ from .controller_utils import (
     BURST_REPLICAS,
     EXPECTATIONS_TIMEOUT,
     INDEX_CONTROLLER_UID,
-    INDEX_NAMESPACE,
     INDEX_ORPHANS,
     SLOW_START_INITIAL_BATCH_SIZE,
     ControllerRefManager,
@@ -47,7 +46,8 @@ from .controller_utils import (
     meta,
     pod_from_template,
     pods_to_delete,
-    selects,
+    resolve_controller_ref,
+    selecting_owners,
     slow_start_batch,
     split_key,
 )
@@ -119,24 +119,10 @@ class ReplicaSetController:
         self.queue.add(key)
 
     def _resolve(self, namespace: str, ref: Obj) -> Obj | None:
-        """The ReplicaSet a controller reference points at, if it is the same object."""
-        if ref.get("kind") != self.rs_kind.kind:
-            return None
-        rs = self.rs_informer.get(f"{namespace}/{ref.get('name', '')}")
-        if rs is None or meta(rs).get("uid") != ref.get("uid"):
-            return None
-        return rs
+        return resolve_controller_ref(self.rs_informer, self.rs_kind, namespace, ref)
 
     def _pod_replica_sets(self, pod: Obj) -> list[Obj]:
-        """The ReplicaSets whose selector matches an orphan pod: who might adopt it."""
-        found = []
-        for rs in self.rs_informer.by_index(INDEX_NAMESPACE, meta(pod).get("namespace", "")):
-            try:
-                if selects(self.selectors.get(rs), pod):
-                    found.append(rs)
-            except SelectorError:
-                continue
-        return found
+        return selecting_owners(self.rs_informer, self.selectors, pod)
 
     def _add_pod(self, pod: Obj) -> None:
         if meta(pod).get("deletionTimestamp"):
