@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 import images as ti
 import pytest
 from conftest import Kubectl, make_kubectl
+from system_helpers import running, sh, wait_for
 
 from kubeling.node.kuberuntime import parse_resolv_conf
 from kubeling.node.namespaces import CLONE_NEWNET, setns
@@ -66,11 +67,6 @@ except CLIError as e:
 """
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} failed ({p.returncode}): {p.stdout}{p.stderr}")
-    return p
 
 
 @dataclass
@@ -136,25 +132,8 @@ class Node:
         return out
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except AssertionError as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
-def running(pod: Obj) -> bool:
-    statuses = pod.get("status", {}).get("containerStatuses") or []
-    return pod.get("status", {}).get("phase") == "Running" and bool(statuses) and \
-        all(s.get("ready") for s in statuses)
 
 
 def waiting_reason(pod: Obj, container: str | None = None) -> tuple[str, str]:

@@ -23,12 +23,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import images as ti
 import pytest
 from conftest import Kubectl, kubectl_dir
+from system_helpers import processes_with, sh
 
 pytestmark = [
     pytest.mark.system,
@@ -44,25 +44,8 @@ NODE = "kl-job-node"
 NODE_IP = "198.51.100.31"
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} failed ({p.returncode}): {p.stdout}{p.stderr}")
-    return p
 
 
-def processes_with(marker: str) -> list[int]:
-    """Pids of processes whose command line names `marker` (our data dir)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                argv = (d / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(marker.encode() in a for a in argv):
-                pids.append(int(d.name))
-    return pids
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +89,7 @@ def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
                 os.kill(pid, signal.SIGKILL)
             sh(sys.executable, "-m", "kubeling", "agent", "--reset", "--data-dir", str(data / "node"),
                "--kubeconfig", str(data / "kubeconfig.yaml"), "--node-name", NODE, "--node-netns", netns,
-               "--node-ip", f"{NODE_IP}/24", check=False)
+               "--node-ip", f"{NODE_IP}/24", check=False, timeout=120)
             for pid in processes_with(str(data)):
                 os.kill(pid, signal.SIGKILL)
         finally:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from typing import Any
 import images as ti
 import pytest
 from conftest import Kubectl, kubectl_dir
+from system_helpers import processes_with, running, sh, wait_for
 
 pytestmark = [
     pytest.mark.system,
@@ -60,40 +61,10 @@ RS = "app=httpd-replicaset"
 DEPLOY = "app=httpd-deployment"
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} failed ({p.returncode}): {p.stdout}{p.stderr}")
-    return p
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except AssertionError as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
-def processes_with(marker: str) -> list[int]:
-    """Pids of processes whose command line names `marker` (our data dir)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                argv = (d / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(marker.encode() in a for a in argv):
-                pids.append(int(d.name))
-    return pids
 
 
 def in_pty(argv: list[str], rows: int = 40, cols: int = 132, timeout: float = 30) -> tuple[str, int]:
@@ -212,9 +183,6 @@ class Cluster:
         return out
 
 
-def running(pod: Obj) -> bool:
-    statuses = pod.get("status", {}).get("containerStatuses") or []
-    return pod.get("status", {}).get("phase") == "Running" and bool(statuses) and all(s.get("ready") for s in statuses)
 
 
 def ready_pods(cluster: Cluster, selector: str, count: int) -> list[Obj]:
