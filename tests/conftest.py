@@ -69,3 +69,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture
 def kubectl(cluster: Cluster, tmp_path: Path) -> Kubectl:
     return make_kubectl("", cluster, tmp_path)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keeps each phase's report on the test item (`item.rep_call`), so a fixture can tell
+    after the test whether it failed and print what explains it."""
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep

@@ -241,6 +241,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             sh("ip", "netns", "del", netns, check=False)
 
 
+@pytest.fixture(autouse=True)
+def explain_failure(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[None]:
+    """After a failed test, what a person would look at: the pods, the events, and the tails of
+    what `kubeling up` and the node monitor logged (CI keeps nothing else of a run)."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed or not cluster.kubeconfig.exists():
+        return
+    k = cluster.kubectl()
+    for args in (("get", "pods", "-o", "wide"), ("get", "events", "--sort-by=.lastTimestamp")):
+        p = k.run(*args, check=False, timeout=20)
+        print(f"$ kubectl {' '.join(args)}\n{p.stdout}{p.stderr}")
+    for log in (cluster.log, cluster.data_dir / "node" / "monitor.log"):
+        if log.exists():
+            print(f"--- last lines of {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:]))
+
+
 # ---------------------------------------------------------------- starting
 
 
