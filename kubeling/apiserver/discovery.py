@@ -4,15 +4,11 @@ discovery (apidiscovery.k8s.io v2 and v2beta1), and /version."""
 from __future__ import annotations
 
 import hashlib
-import platform
 import sys
 from typing import Any
 
-from .. import __version__
 from ..api.registry import Kind, all_kinds, group_versions
-
-KUBERNETES_VERSION = (1, 33, 1)
-GIT_VERSION = "v%d.%d.%d" % KUBERNETES_VERSION + f"+kubeling.{__version__}"
+from ..version import GIT_COMMIT, GIT_VERSION, KUBERNETES_VERSION, go_arch
 
 
 def version_info() -> dict[str, str]:
@@ -21,18 +17,13 @@ def version_info() -> dict[str, str]:
         "major": str(major),
         "minor": str(minor),
         "gitVersion": GIT_VERSION,
-        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitCommit": GIT_COMMIT,
         "gitTreeState": "clean",
         "buildDate": "2026-11-26T00:00:00Z",
         "goVersion": f"python{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}",
         "compiler": "cpython",
-        "platform": f"linux/{_arch()}",
+        "platform": f"linux/{go_arch()}",
     }
-
-
-def _arch() -> str:
-    m = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
 
 def _kinds(group: str, version: str) -> list[Kind]:

@@ -14,7 +14,7 @@ from ..api.kinds.scale import SCALE
 from ..api.meta import LIST_META
 from ..api.registry import Kind, all_kinds, group_versions
 from ..api.schema import walk_types
-from .discovery import GIT_VERSION
+from ..version import GIT_VERSION
 
 # An empty protobuf document: kubectl then trusts the server to validate
 # (fieldValidation=Strict) instead of validating client-side.

@@ -40,9 +40,10 @@ async def _serve(args: argparse.Namespace) -> None:
     from ..client.informer import InformerFactory
     from ..client.rest import Client
     from ..node.agent import NodeAgent
+    from ..version import user_agent
 
     cfg = _config(args)
-    client = await Client.from_kubeconfig(args.kubeconfig, user_agent=f"kubelet/{args.node_name}")
+    client = await Client.from_kubeconfig(args.kubeconfig, user_agent=user_agent("kubelet"))
     factory = InformerFactory(client)
     agent = NodeAgent(client, factory, lambda component: EventRecorder(client, component, args.node_name), cfg)
     stop = asyncio.Event()

@@ -101,7 +101,7 @@ def _kubeconfig(args: argparse.Namespace) -> None:
 
 
 def _version(args: argparse.Namespace) -> None:
-    from ..apiserver.discovery import GIT_VERSION
+    from ..version import GIT_VERSION
 
     print(f"kubeling {__version__} (Kubernetes API {GIT_VERSION})")
 

@@ -46,6 +46,7 @@ from ..api.errors import APIError
 from ..api.registry import Kind, lookup
 from ..apiserver.pki import PKI
 from ..client.rest import Client
+from ..version import user_agent
 from .kubeconfig import KubeconfigError, Target, merge_into
 
 if TYPE_CHECKING:
@@ -425,7 +426,7 @@ class Cluster:
         from ..node.agent import NodeAgent
 
         assert self.client is not None and self.manager is not None
-        client, name = self.client, self.opts.node_name
+        client, name = self.client.with_user_agent(user_agent("kubelet")), self.opts.node_name
         self.agent = NodeAgent(client, self.manager.factory, lambda c: EventRecorder(client, c, name),
                                self._agent_config())
         await self.agent.start()
@@ -442,7 +443,7 @@ class Cluster:
 
         assert self.client is not None and self.manager is not None
         options = ProxierOptions(render=RenderOptions(localhost_nodeports=self.opts.localhost_nodeports))
-        self.proxier = Proxier(self.client, self.manager.factory, self.opts.node_name, self.opts.node_netns,
+        self.proxier = Proxier(self.client.with_user_agent(user_agent("kube-proxy")), self.manager.factory, self.opts.node_name, self.opts.node_netns,
                                options)
         run = asyncio.create_task(self.proxier.run(), name="service proxy")
         self.tasks.append(run)

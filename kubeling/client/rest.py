@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
+import copy
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -215,7 +216,9 @@ class Client:
         self.server = server.rstrip("/")
         #: the kubeconfig context's namespace, for callers that need a default
         self.namespace = namespace
-        headers = {"Accept": _JSON, "User-Agent": user_agent}
+        #: sent with every request: views made by with_user_agent share the sessions below
+        self._headers = {"User-Agent": user_agent}
+        headers = {"Accept": _JSON}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._session = aiohttp.ClientSession(
@@ -240,6 +243,14 @@ class Client:
         return cls(cfg.server, token=cfg.token, ssl_context=cfg.ssl, namespace=cfg.namespace,
                    user_agent=user_agent, qps=qps, burst=burst)
 
+    def with_user_agent(self, user_agent: str) -> Client:
+        """This client under another User-Agent, sharing its connections, throttle and token: the
+        components of one process each appear to the API server as the program they stand in for.
+        The view must not be closed; closing the client it came from closes both."""
+        view = copy.copy(self)
+        view._headers = {"User-Agent": user_agent}
+        return view
+
     async def close(self) -> None:
         await self._session.close()
         await self._watch_session.close()
@@ -262,7 +273,7 @@ class Client:
                       body: bytes | None = None, content_type: str = _JSON) -> Obj:
         """One request to `path` (e.g. "/version"); the decoded JSON answer."""
         await self._throttle()
-        headers = {"Content-Type": content_type} if body is not None else None
+        headers = {**self._headers, "Content-Type": content_type} if body is not None else self._headers
         try:
             async with self._session.request(method, self.server + path, params=params, data=body,
                                              headers=headers) as resp:
@@ -357,7 +368,8 @@ class Client:
         path = _collection(kind, namespace)
         await self._throttle()
         try:
-            async with self._watch_session.get(self.server + path, params=params, timeout=timeout) as resp:
+            async with self._watch_session.get(self.server + path, params=params, headers=self._headers,
+                                               timeout=timeout) as resp:
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.read())
                 transport = resp.connection.transport if resp.connection is not None else None

@@ -1,11 +1,15 @@
 """The controller manager: one client, one informer factory, every
-controller, the scheduler and (optionally) simulated nodes, in one event loop."""
+controller, the scheduler and (optionally) simulated nodes, in one event loop.
+The controllers write as kube-controller-manager and the scheduler as
+kube-scheduler (their User-Agents), as field managers and audit name them
+upstream."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ from ..client.rest import Client
 from ..node.simulated import SimulatedNodes
 from ..proxy.loadbalancer import LoadBalancerController
 from ..scheduler.scheduler import Scheduler
+from ..version import user_agent
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
@@ -49,29 +54,33 @@ class ControllerManager:
         self.factory = InformerFactory(client)
         host = socket.gethostname()
 
-        def recorder(component: str) -> EventRecorder:
-            return EventRecorder(client, component, host)
+        def recorders(on: Client) -> Callable[[str], EventRecorder]:
+            return lambda component: EventRecorder(on, component, host)
 
         f = self.factory
+        kcm = client.with_user_agent(user_agent("kube-controller-manager"))
+        recorder = recorders(kcm)
         self.controllers: list[Any] = [
-            ReplicaSetController(client, f, recorder),
-            DeploymentController(client, f, recorder),
-            JobController(client, f, recorder),
-            TTLAfterFinishedController(client, f, recorder),
-            EndpointsController(client, f, recorder),
-            EndpointSliceController(client, f, recorder),
-            GarbageCollector(client, f, recorder),
-            NamespaceController(client, f, recorder),
-            ServiceAccountsController(client, f, recorder),
-            ResourceQuotaController(client, f, recorder),
-            NodeLifecycleController(client, f, recorder,
+            ReplicaSetController(kcm, f, recorder),
+            DeploymentController(kcm, f, recorder),
+            JobController(kcm, f, recorder),
+            TTLAfterFinishedController(kcm, f, recorder),
+            EndpointsController(kcm, f, recorder),
+            EndpointSliceController(kcm, f, recorder),
+            GarbageCollector(kcm, f, recorder),
+            NamespaceController(kcm, f, recorder),
+            ServiceAccountsController(kcm, f, recorder),
+            ResourceQuotaController(kcm, f, recorder),
+            NodeLifecycleController(kcm, f, recorder,
                                     node_monitor_grace_period=options.node_monitor_grace_period),
-            LoadBalancerController(client, f, recorder),
+            LoadBalancerController(kcm, f, recorder),
         ]
         if options.root_ca:
-            self.controllers.append(RootCACertPublisher(client, f, recorder, root_ca=options.root_ca))
-        self.scheduler = Scheduler(client, f, recorder, bind_parallelism=64)
-        self.nodes = (SimulatedNodes(client, f, options.simulated_nodes, ready_delay=options.simulated_ready_delay)
+            self.controllers.append(RootCACertPublisher(kcm, f, recorder, root_ca=options.root_ca))
+        scheduler = client.with_user_agent(user_agent("kube-scheduler"))
+        self.scheduler = Scheduler(scheduler, f, recorders(scheduler), bind_parallelism=64)
+        self.nodes = (SimulatedNodes(client.with_user_agent(user_agent("kubelet")), f, options.simulated_nodes,
+                                     ready_delay=options.simulated_ready_delay)
                       if options.simulated_nodes else None)
 
     async def start(self) -> list[asyncio.Task[None]]:
@@ -94,7 +103,7 @@ class ControllerManager:
 
 
 async def run_manager(kubeconfig: Path, options: ManagerOptions, started: asyncio.Event | None = None) -> None:
-    client = await Client.from_kubeconfig(kubeconfig, user_agent="kubeling-controller-manager")
+    client = await Client.from_kubeconfig(kubeconfig, user_agent=user_agent("kube-controller-manager"))
     manager = ControllerManager(client, options)
     tasks = await manager.start()
     if started is not None:

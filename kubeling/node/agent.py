@@ -36,6 +36,7 @@ from ..api.registry import Kind, lookup
 from ..client.events import EventRecorder
 from ..client.informer import Informer, InformerFactory
 from ..client.rest import Client
+from ..version import go_arch
 from . import kuberuntime as kr
 from . import nodestatus
 from .images import ImageService, RegistryConfig
@@ -376,7 +377,7 @@ class NodeAgent:
                     "machineID": m.machine_id, "systemUUID": m.system_uuid, "bootID": m.boot_id,
                     "kernelVersion": m.kernel_version, "osImage": m.os_image,
                     "containerRuntimeVersion": f"runc://{runc}", "kubeletVersion": version,
-                    "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": nodestatus.go_arch(),
+                    "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": go_arch(),
                 },
                 "images": await self._images(),
             },

@@ -17,6 +17,7 @@ from ..api.errors import APIError
 from ..api.printers import now_rfc3339
 from ..api.registry import Kind, lookup
 from ..client.rest import Client
+from ..version import go_arch
 
 Obj = dict[str, Any]
 
@@ -44,16 +45,6 @@ EVICTION_NODEFS_AVAILABLE = 0.10
 EVICTION_NODEFS_INODES_FREE = 0.05
 #: pid.available is not a default threshold; below this share of pid_max the node reports PIDPressure
 PID_AVAILABLE = 0.05
-
-_GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-            "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-def go_arch() -> str:
-    """GOARCH of this machine, as kubernetes.io/arch and nodeInfo.architecture say it."""
-    machine = platform.machine().lower()
-    return _GO_ARCH.get(machine, machine)
-
 
 def node_labels(name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The labels every kubelet sets on its Node."""

@@ -47,6 +47,7 @@ from ..api.registry import Kind, lookup
 from ..client.informer import InformerFactory, object_key
 from ..client.rest import Client
 from ..client.workqueue import WorkQueue, run_workers
+from ..version import go_arch
 from . import nodestatus, podstatus
 from .lease import NodeLease
 
@@ -312,7 +313,7 @@ class SimulatedNodes:
                     "kernelVersion": platform.release(), "osImage": "kubeling simulated node",
                     "containerRuntimeVersion": RUNTIME_VERSION, "kubeletVersion": version,
                     "kubeProxyVersion": "", "operatingSystem": "linux",
-                    "architecture": nodestatus.go_arch(),
+                    "architecture": go_arch(),
                 },
             },
         }

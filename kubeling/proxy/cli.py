@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..client.informer import InformerFactory
 from ..client.rest import Client
+from ..version import user_agent
 from .nftables import CommandError
 from .proxier import Proxier, ProxierOptions, cleanup as cleanup_node
 from .ruleset import PRIMARY, RenderOptions
@@ -41,7 +42,7 @@ async def run_proxy(kubeconfig: str | Path, node_name: str, netns: str | None = 
                     options: ProxierOptions | None = None, metrics_path: Path | None = DEFAULT_METRICS) -> None:
     """Run the proxy until cancelled or SIGTERM/SIGINT; the table stays in
     place on exit (as kube-proxy's does), `cleanup` removes it."""
-    client = await Client.from_kubeconfig(kubeconfig, user_agent="kubeling-proxy")
+    client = await Client.from_kubeconfig(kubeconfig, user_agent=user_agent("kube-proxy"))
     factory = InformerFactory(client)
     proxier = Proxier(client, factory, node_name, netns, options)
     stop = asyncio.Event()

@@ -637,3 +637,22 @@ def test_service_account_credentials(sim: Sim) -> None:
     k("-n", "creds", "run", "untokened", f"--image={IMAGE}", "--overrides",
       '{"spec": {"serviceAccountName": "quiet"}}')
     assert "volumes" not in get_json(k, "creds", "pod", "untokened")["spec"]
+
+
+def test_writers_are_named_as_upstream(sim: Sim) -> None:
+    """The components write under the User-Agents of the programs they stand in for, so
+    managedFields names them as on a real cluster: the ReplicaSet controller creates the pod as
+    kube-controller-manager, the node writes its status as kubelet, the Deployment's status is
+    kube-controller-manager's."""
+    k = sim.k
+    k("create", "deployment", "named", f"--image={IMAGE}")
+    [pod] = sim.wait_pods("default", "app=named", 1)
+    pod = get_json(k, "default", "pod", pod["metadata"]["name"], "--show-managed-fields")
+    managers = {(m["manager"], m["operation"], m.get("subresource", "")) for m in pod["metadata"]["managedFields"]}
+    assert managers == {("kube-controller-manager", "Update", ""), ("kubelet", "Update", "status")}, managers
+    deploy = poll(lambda: (d := get_json(k, "default", "deployment", "named", "--show-managed-fields"))
+                  and len(d["metadata"]["managedFields"]) == 2 and d, 5)
+    assert deploy, "the Deployment's status was not written"
+    managers = {(m["manager"], m.get("subresource", "")) for m in deploy["metadata"]["managedFields"]}
+    assert managers == {("kubectl-create", ""), ("kube-controller-manager", "status")}, managers
+    k("delete", "deployment", "named")
