@@ -175,6 +175,11 @@ def bad_request(message: str) -> APIError:
     return APIError(400, "BadRequest", message)
 
 
+def method_not_served() -> APIError:
+    """A verb the resource does not serve at all (no route for it upstream)."""
+    return APIError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {})
+
+
 def method_not_allowed(verb: str, resource: str, group: str) -> APIError:
     return APIError(
         405, "MethodNotAllowed", f"{verb} is not supported on resources of kind \"{_qualified(resource, group)}\"",

@@ -293,8 +293,16 @@ def _json_bytes(buf: bytes, wt: int, a: int, b: int) -> Any:
         raise ProtobufError("embedded raw object is not JSON") from None
 
 
+def _string_list(buf: bytes, wt: int, a: int, b: int) -> list[str]:
+    """A message whose field 1 is repeated string (ExtraValue)."""
+    if wt != _LEN:
+        raise _wire_error(wt, _LEN)
+    return [_string(buf, fwt, x, y) for num, fwt, x, y in _fields(buf, a, b) if num == 1]
+
+
 _SPECIALS: dict[str, Decoder] = {
     "quantity": _quantity, "intorstring": _int_or_string, "raw": _json_bytes, "fieldsv1": _json_bytes,
+    "stringlist": _string_list,
 }
 #: What a map entry without a value (field 2) holds.
 _ZEROS: dict[Decoder, Any] = {
@@ -596,6 +604,9 @@ def _encode_value(out: bytearray, num: int, t: Type, v: Any) -> None:
             _put_varint_field(sub, 1, int(is_str))
             _put_varint_field(sub, 2, 0 if is_str else int(v))
             _put_len(sub, 3, v.encode("utf-8") if is_str else b"")
+        elif t.wire == "stringlist":
+            for item in v:
+                _put_len(sub, 1, item.encode("utf-8"))
         else:  # raw, fieldsv1
             _put_len(sub, 1, orjson.dumps(v))
         _put_len(out, num, sub)

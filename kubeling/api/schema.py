@@ -275,6 +275,10 @@ FIELDS_V1 = Special(
     go="FieldsV1",
 )
 
+#: a list of strings that protobuf wraps in a message of its own (authentication's ExtraValue)
+STRING_LIST = Special(None, "stringlist", {"type": "array", "items": {"type": "string", "default": ""}},
+                      go="[]string")
+
 
 # ---------------------------------------------------------------- decoding (type check + prune)
 
@@ -411,6 +415,13 @@ def _decode_special(t: Special, value: Json, path: str, owner: str) -> Json:
     if w == "time":
         if not isinstance(value, str):
             raise DecodeError(path, t.type_name(), _json_kind(value), owner)
+        return value
+    if w == "stringlist":
+        if not isinstance(value, list):
+            raise DecodeError(path, t.type_name(), _json_kind(value), owner)
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise DecodeError(f"{path}[{i}]", "string", _json_kind(item), owner)
         return value
     return value  # raw, fieldsv1: free-form JSON
 

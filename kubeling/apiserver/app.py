@@ -18,7 +18,7 @@ from ..storage.store import Store, StoreClosed
 from . import discovery, openapi, streaming
 from .admission import Admission
 from .crud import Objects
-from .handlers import ResourceHandlers
+from .handlers import USER, ResourceHandlers
 from .objects import ObjectStore
 from .pki import TokenUser
 from .requestinfo import parse
@@ -89,8 +89,11 @@ class APIServer:
     async def _middleware(self, request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         try:
-            if request.path not in _PUBLIC and await self.authenticate(request) is None:
-                raise errors.unauthorized()
+            if request.path not in _PUBLIC:
+                user = await self.authenticate(request)
+                if user is None:
+                    raise errors.unauthorized()
+                request[USER] = user
             return await handler(request)
         except errors.APIError as e:
             return error_response(e)

@@ -18,10 +18,11 @@ from ..api.printers import now_rfc3339
 from ..api.registry import Kind, lookup
 from ..api.schema import apply_defaults
 from ..api.selectors import SelectorError, exact_match, parse_field_selector, parse_label_selector
-from . import codec
+from . import codec, reviews
 from .crud import DeleteOptions, Objects
 from .fieldmanager import APPLY_PATCH, Manager, apply, request_options
 from .objects import Filter, ObjectStore, decode, raw
+from .pki import TokenUser
 from .requestinfo import RequestInfo
 from .responses import json_body, json_response, success_status
 from .serviceaccounts import TokenREST
@@ -32,6 +33,8 @@ from .watch import WatchStream
 Obj = dict[str, Any]
 Handler = Callable[[web.Request, RequestInfo, Kind], Awaitable[web.StreamResponse]]
 
+#: where the server's middleware keeps the request's authenticated user
+USER = web.RequestKey("user", TokenUser)
 _TRUE = ("true", "True", "TRUE", "1", "t", "T")
 #: the PATCH bodies upstream accepts for built-in kinds, in its order
 _PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
@@ -108,6 +111,8 @@ class ResourceHandlers:
         m = request.method
         if info.subresource:
             return await self._subresource(request, info, kind)
+        if _verb(m, bool(info.name), request.query) not in kind.verbs:
+            raise errors.method_not_served()
         if info.name:
             if m == "GET":
                 if _flag(request.query, "watch"):
@@ -234,8 +239,20 @@ class ResourceHandlers:
         d = codec.decode_body(await self._read_body(request), _content_type(request), kind, fv)
         obj = d.obj
         self._set_namespace(kind, obj, info)
+        if (review := self._review(request, kind, obj)) is not None:
+            return json_response(review, 201, d.warnings)
         created = await self.crud.create(kind, obj, dry, Manager(manager))
         return json_response(created, 201, d.warnings)
+
+    @staticmethod
+    def _review(request: web.Request, kind: Kind, obj: Obj) -> Obj | None:
+        """A review kind answered (nothing stored), or None for every other kind."""
+        if (kind.group, kind.kind) not in reviews.STATUS:
+            return None
+        errs = kind.validate(obj, None) if kind.validate else []
+        if errs:
+            raise errors.invalid_object(kind.kind, kind.group, obj["metadata"].get("name", ""), errs)
+        return reviews.answer(kind.group, kind.kind, obj, request[USER])
 
     def _set_namespace(self, kind: Kind, obj: Obj, info: RequestInfo) -> None:
         meta = obj["metadata"]
@@ -477,6 +494,15 @@ def _content_type(request: web.Request) -> str:
     """The request's Content-Type; a missing one means JSON, as upstream
     (aiohttp's `content_type` would say application/octet-stream)."""
     return request.headers.get("Content-Type", "")
+
+
+def _verb(method: str, named: bool, query: Any) -> str:
+    """The API verb of a request to a resource (RequestInfoFactory's)."""
+    if method == "GET":
+        return "watch" if _flag(query, "watch") else "get" if named else "list"
+    if method == "DELETE":
+        return "delete" if named else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 def _user_agent(request: web.Request) -> str:

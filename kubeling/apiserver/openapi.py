@@ -73,21 +73,26 @@ def _paths(k: Kind) -> dict[str, Any]:
     name = k.schema.name or k.kind
     lst = name + "List"
     cap = k.kind
-    return {
+    ops = {
         coll: {
-            "get": _operation(k, "list", f"list{cap}", lst, []),
-            "post": _operation(k, "post", f"create{cap}", name, list(_WRITE_PARAMS), "*/*"),
-            "delete": _operation(k, "deletecollection", f"deleteCollection{cap}",
-                                 "io.k8s.apimachinery.pkg.apis.meta.v1.Status", []),
+            "get": ("list", _operation(k, "list", f"list{cap}", lst, [])),
+            "post": ("create", _operation(k, "post", f"create{cap}", name, list(_WRITE_PARAMS), "*/*")),
+            "delete": ("deletecollection", _operation(k, "deletecollection", f"deleteCollection{cap}",
+                                                      "io.k8s.apimachinery.pkg.apis.meta.v1.Status", [])),
         },
         item: {
-            "get": _operation(k, "get", f"read{cap}", name, []),
-            "put": _operation(k, "put", f"replace{cap}", name, list(_WRITE_PARAMS), "*/*"),
-            "patch": _operation(k, "patch", f"patch{cap}", name, list(_WRITE_PARAMS),
-                                "application/strategic-merge-patch+json"),
-            "delete": _operation(k, "delete", f"delete{cap}", "io.k8s.apimachinery.pkg.apis.meta.v1.Status", []),
+            "get": ("get", _operation(k, "get", f"read{cap}", name, [])),
+            "put": ("update", _operation(k, "put", f"replace{cap}", name, list(_WRITE_PARAMS), "*/*")),
+            "patch": ("patch", _operation(k, "patch", f"patch{cap}", name, list(_WRITE_PARAMS),
+                                          "application/strategic-merge-patch+json")),
+            "delete": ("delete", _operation(k, "delete", f"delete{cap}",
+                                            "io.k8s.apimachinery.pkg.apis.meta.v1.Status", [])),
         },
     }
+    # only the verbs the kind serves: a review kind is a collection that takes a POST, nothing else
+    out = {path: {method: op for method, (verb, op) in methods.items() if verb in k.verbs}
+           for path, methods in ops.items()}
+    return {path: methods for path, methods in out.items() if methods}
 
 
 _STATUS_SCHEMA = {"type": "object", "description": "Status is a return value for calls that don't return other objects.",
@@ -126,8 +131,9 @@ def _document(group: str, version: str) -> bytes:
             for t in walk_types(SCALE):
                 if t.name and t.name not in schemas:
                     schemas[t.name] = t.openapi()
-        schemas[(k.schema.name or k.kind) + "List"] = _list_schema(k)
-        schemas.setdefault(LIST_META.name or "", LIST_META.openapi())
+        if "list" in k.verbs:
+            schemas[(k.schema.name or k.kind) + "List"] = _list_schema(k)
+            schemas.setdefault(LIST_META.name or "", LIST_META.openapi())
         paths.update(_paths(k))
     schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Status"] = _STATUS_SCHEMA
     schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = _PATCH_SCHEMA

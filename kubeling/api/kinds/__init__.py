@@ -3,4 +3,5 @@
 MODULES = (
     "namespace", "pod", "service", "endpoints", "node", "event", "configmap", "secret", "serviceaccount",
     "deployment", "replicaset", "scale", "endpointslice", "lease", "resourcequota", "limitrange", "job",
+    "selfsubjectaccessreview", "selfsubjectrulesreview", "selfsubjectreview",
 )
