@@ -72,6 +72,9 @@ DRAIN_TIMEOUT = 2.0
 ATTACH_BUFFER_LIMIT = 4 << 20
 #: exit code recorded when the exit status could not be collected
 UNKNOWN_EXIT = 255
+#: a `runc run` still going after this long is killed and the start fails (the kubelet's
+#: --runtime-request-timeout, which bounds every CRI call)
+RUNC_TIMEOUT = 120.0
 
 # Attach frames: kind (1 byte), length (4 bytes, big endian), payload.
 STDIN, STDOUT, STDERR, RESIZE, EXIT, STDIN_CLOSE = range(6)
@@ -249,8 +252,10 @@ class Monitor:
                 for old in [p for p, (_, t) in self._unclaimed.items() if now - t > 60]:
                     del self._unclaimed[old]
 
-    async def _spawn(self, path: str, argv: list[str], stdio: tuple[int, int, int]) -> int:
-        """Run a child to completion; its raw wait status."""
+    async def _spawn(self, path: str, argv: list[str], stdio: tuple[int, int, int],
+                     timeout: float | None = None) -> int | None:
+        """Run a child to completion; its raw wait status, or None when it ran longer than
+        `timeout` and was killed with its process group."""
         assert self.loop is not None
         # posix_spawn returns once the child exists (vfork-fast): no blocking wait here
         pid = os.posix_spawn(path, argv, dict(os.environ),  # noqa: ASYNC221
@@ -263,7 +268,13 @@ class Monitor:
         if pid in self._unclaimed:
             fut.set_result(self._unclaimed.pop(pid)[0])
             self._waiters.pop(pid, None)
-        return await fut
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # setsid: the group is the child and what it started
+            await fut
+            return None
 
     # ---------------------------------------------------------------- starting
 
@@ -325,7 +336,7 @@ class Monitor:
                 argv += ["--console-socket", "console.sock"]
             argv += ["-b", str(d), cid]
             t1 = time.monotonic()
-            status = await self._spawn(self.runc_exec, argv, stdio)
+            status = await self._spawn(self.runc_exec, argv, stdio, RUNC_TIMEOUT)
             t2 = time.monotonic()
         finally:
             for fd in child_fds:
@@ -345,8 +356,9 @@ class Monitor:
                 console.close()
                 with contextlib.suppress(FileNotFoundError):
                     (d / "console.sock").unlink()
-        if os.waitstatus_to_exitcode(status) != 0:
-            message = start_error_message(runc_error(d / "runc.log"))
+        if status is None or os.waitstatus_to_exitcode(status) != 0:
+            message = start_error_message(runc_error(d / "runc.log") if status is not None else
+                                          f"runc did not finish within {RUNC_TIMEOUT:.0f}s")
             self._close_fds(c)
             result = {"exit_code": 128, "reason": "StartError", "message": message,
                       "started_at": None, "finished_at": rfc3339_now(), "oom_killed": False}

@@ -496,6 +496,8 @@ class PodWorker:
             self._set_status(pod, instances)
             if not await self._create_sandbox(pod):
                 return
+            # the pod's IP shows as soon as its sandbox has it, while the containers are made
+            self._set_status(pod, instances)
         assert self.sandbox is not None
         pctx = await self._pod_context(pod)
         if not await self._setup_volumes(pod, pctx):
@@ -717,6 +719,9 @@ class PodWorker:
         self._event(pod, "Normal", "Created", f"Created container {c['name']}")
         if st.state == "exited" and st.reason == "StartError":
             self._event(pod, "Warning", "Failed", f"Error: {st.message}")
+            # as the kubelet hears of the exit at once: the next sync restarts it under the
+            # crash back-off instead of waiting for the periodic resync
+            self.wake()
         else:
             self._event(pod, "Normal", "Started", f"Started container {c['name']}")
             if st.state == "running":

@@ -448,6 +448,21 @@ def test_crashing_container_backs_off_with_previous_logs(node: Node) -> None:
                f"Back-off restarting failed container crasher in pod crasher_default({uid})" for e in events)
 
 
+def test_container_that_cannot_start_is_retried_under_back_off(node: Node) -> None:
+    """runc cannot start the container (its command does not exist): it is recorded as
+    StartError, restarted at once and then under the crash back-off, as the kubelet does,
+    not left until the periodic resync a minute later."""
+    k = node.kubectl()
+    k("run", "nostart", "--image=busybox:latest", "--command", "--", "/no/such/binary")
+    pod = wait_for("a restart", lambda: (p := node.pod("nostart")) and
+                   (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1 and p, timeout=20)
+    c = pod["status"]["containerStatuses"][0]
+    last = c["lastState"]["terminated"] if c.get("lastState") else c["state"]["terminated"]
+    assert (last["exitCode"], last["reason"]) == (128, "StartError"), c
+    assert "/no/such/binary" in last["message"] and last["message"].endswith(": unknown"), last
+    wait_for("CrashLoopBackOff", lambda: waiting_reason(node.pod("nostart"))[0] == "CrashLoopBackOff", timeout=20)
+
+
 def test_exit_codes_oom_and_restart_policy(node: Node) -> None:
     k = node.kubectl()
     manifest = """
