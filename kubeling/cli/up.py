@@ -17,6 +17,8 @@ the pods' containers, sandboxes and the node network this run made go, the
 API objects stay. The next `kubeling up` on the same data dir brings back
 the same cluster: objects, Service IPs and, recreated by the agent, the
 pods, on the addresses they had.
+
+SIGUSR1 prints where every thread and task of this process is, and goes on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import faulthandler
 import importlib
 import ipaddress
 import json
@@ -624,6 +627,22 @@ def _merge_kubeconfig(opts: UpOptions, cluster: Cluster) -> str:
     return f"  kubectl cluster-info --context {context}"
 
 
+def dump_stacks() -> None:
+    """SIGUSR1: where every thread and every asyncio task is, on stderr, and carry on (a
+    stuck pod or controller shows where it waits)."""
+    faulthandler.dump_traceback(all_threads=True)
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        # the whole await chain: a task's own stack stops at its outermost coroutine
+        lines, coro = [f"Stack for {task!r}:"], task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                lines.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}')
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        print("\n".join(lines), file=sys.stderr)
+    sys.stderr.flush()
+
+
 async def up(opts: UpOptions) -> None:
     preflight(opts)
     host, port = _parse_listen(opts.listen)
@@ -636,6 +655,7 @@ async def up(opts: UpOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump_stacks)
     print(f'Creating cluster "{CONTEXT}" ...', flush=True)
     cluster = Cluster(opts)
     pid_file = opts.data_dir / PID_FILE

@@ -256,6 +256,17 @@ def explain_failure(request: pytest.FixtureRequest, cluster: Cluster) -> Iterato
     for log in (cluster.log, cluster.data_dir / "node" / "monitor.log"):
         if log.exists():
             print(f"--- last lines of {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:]))
+    if cluster.proc is not None and cluster.proc.poll() is None:
+        # where the node's pod workers wait (kubeling up's SIGUSR1 dump), and the threads
+        offset = cluster.log.stat().st_size
+        cluster.proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        dump = cluster.log.read_bytes()[offset:].decode(errors="replace").split("\nStack for ")
+        busy = [t for t in dump[0].split("\n\n")
+                if not re.search(r"concurrent/futures/thread\.py\", line \d+ in _worker", t.split("\n")[1:2][0]
+                                 if t.count("\n") else "")]
+        print("--- kubeling up's busy threads and its pod workers\n" + "\n\n".join(busy) + "".join(
+            "\nStack for " + task for task in dump[1:] if "pod-worker" in task.split("\n", 1)[0]))
 
 
 # ---------------------------------------------------------------- starting
