@@ -42,6 +42,9 @@ RTA_GATEWAY = 5
 NLA_F_NESTED = 0x8000
 IFF_UP = 0x1
 
+#: seconds to wait for the kernel's acknowledgements of one batch
+ACK_TIMEOUT = 10.0
+
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE = 0
@@ -117,6 +120,9 @@ class RouteSocket:
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
         self._sock.bind((0, 0))
+        # Should an acknowledgement never come, the sandbox fails and is made again rather
+        # than holding one of the few namespace threads for good.
+        self._sock.settimeout(ACK_TIMEOUT)
         self._seq = 0
 
     def request(self, *requests: Request) -> None:
