@@ -77,6 +77,8 @@ class Kind:
     has_status: bool = False
     #: extra validation applied only through the status subresource
     validate_status: Validator | None = None
+    #: subresources that write part of the object and validate it their own way, instead of `validate`
+    validate_subresources: dict[str, Validator] = field(default_factory=dict)
     doc: str = ""
     #: a deprecation warning answered with every request for this kind (a Warning header)
     warning: str = ""

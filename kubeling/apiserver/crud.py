@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import random
 import uuid
 from dataclasses import dataclass
@@ -162,7 +163,10 @@ class Objects:
             self.admission.prepare_update(kind, new, cur)
             # A binding is the one write allowed to set spec.nodeName, with the
             # PodScheduled condition in the same write (upstream's BindingREST).
-            errs = kind.validate(new, cur) if kind.validate and subresource != "binding" else []
+            if subresource in kind.validate_subresources:
+                errs = kind.validate_subresources[subresource](new, cur)
+            else:
+                errs = kind.validate(new, cur) if kind.validate and subresource != "binding" else []
             if subresource == "status" and kind.validate_status:
                 errs += kind.validate_status(new, cur)
             if errs:
@@ -197,6 +201,19 @@ class Objects:
             raise errors.conflict(kind.plural, kind.group, cmeta["name"],
                                   f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: "
                                   f"{cmeta.get('uid')}")
+        if subresource == "ephemeralcontainers":
+            # dropNonEphemeralContainerUpdates: the ephemeral containers change, nothing else
+            out = copy.deepcopy(cur)
+            added = (new.get("spec") or {}).get("ephemeralContainers")
+            out_spec = out.setdefault("spec", {})
+            if added:
+                out_spec["ephemeralContainers"] = added
+            else:
+                out_spec.pop("ephemeralContainers", None)
+            if "managedFields" in meta:
+                out["metadata"]["managedFields"] = meta["managedFields"]
+            apply_defaults(kind.schema, out)
+            return out
         if subresource == "status":
             # ResetObjectMetaForStatus: a status write may change the status and
             # annotations, nothing else.

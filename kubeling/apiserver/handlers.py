@@ -149,6 +149,13 @@ class ResourceHandlers:
                 return await self.update(request, info, kind, "status")
             if m == "PATCH":
                 return await self.patch(request, info, kind, "status")
+        elif info.subresource == "ephemeralcontainers":
+            if m == "GET":
+                return await self.get(request, info, kind)
+            if m == "PUT":
+                return await self.update(request, info, kind, "ephemeralcontainers")
+            if m == "PATCH":
+                return await self.patch(request, info, kind, "ephemeralcontainers")
         elif info.subresource == "scale":
             if m == "GET":
                 return json_response(scale_from(await self.objects.get(kind, info.namespace, info.name), kind.group))

@@ -2239,6 +2239,27 @@ def validate_pod(new: Obj, old: Obj | None) -> Errs:
     return errs
 
 
+def validate_pod_ephemeral_containers(new: Obj, old: Obj | None) -> Errs:
+    """ValidatePodEphemeralContainersUpdate (the pods/ephemeralcontainers subresource): the pod
+    stays valid, and ephemeral containers are only ever added."""
+    old = old or {}
+    errs = validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {})
+    errs += _validate_pod_meta_and_spec(new)
+    if "kubernetes.io/config.mirror" in ((old.get("metadata") or {}).get("annotations") or {}):
+        return [forbidden("", "static pods do not support ephemeral containers")]
+    added = {c.get("name"): c for c in (new.get("spec") or {}).get("ephemeralContainers") or []}
+    for c in (old.get("spec") or {}).get("ephemeralContainers") or []:
+        name = c.get("name")
+        if name not in added:
+            errs.append(forbidden("spec.ephemeralContainers", f'existing ephemeral containers "{name}" may not be '
+                                                              "removed\n"))
+        elif _semantic(c) != _semantic(added[name]):
+            changes = "\n".join(_diff(_semantic(c), _semantic(added[name]), f"spec.ephemeralContainers[{name}]"))
+            errs.append(forbidden(f"spec.ephemeralContainers[{name}]",
+                                  f'existing ephemeral containers "{name}" may not be changed\n{changes}'))
+    return errs
+
+
 _SYSTEM_CONDITIONS = ("PodScheduled", "Ready", "Initialized")
 
 
@@ -2490,5 +2511,6 @@ POD_KIND = register(Kind(
     field_selectors=POD_FIELD_SELECTORS,
     validate=validate_pod,
     validate_status=validate_pod_status,
+    validate_subresources={"ephemeralcontainers": validate_pod_ephemeral_containers},
     doc=POD.doc,
 ))
