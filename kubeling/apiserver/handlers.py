@@ -142,20 +142,14 @@ class ResourceHandlers:
         m = request.method
         if info.subresource in self.streaming:
             return await self.streaming[info.subresource](request, info, kind)
-        if info.subresource == "status":
+        if info.subresource in ("status", "ephemeralcontainers"):
+            # the whole object read, one part of it written
             if m == "GET":
                 return await self.get(request, info, kind)
             if m == "PUT":
-                return await self.update(request, info, kind, "status")
+                return await self.update(request, info, kind, info.subresource)
             if m == "PATCH":
-                return await self.patch(request, info, kind, "status")
-        elif info.subresource == "ephemeralcontainers":
-            if m == "GET":
-                return await self.get(request, info, kind)
-            if m == "PUT":
-                return await self.update(request, info, kind, "ephemeralcontainers")
-            if m == "PATCH":
-                return await self.patch(request, info, kind, "ephemeralcontainers")
+                return await self.patch(request, info, kind, info.subresource)
         elif info.subresource == "scale":
             if m == "GET":
                 return json_response(scale_from(await self.objects.get(kind, info.namespace, info.name), kind.group))
