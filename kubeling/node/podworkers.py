@@ -221,7 +221,10 @@ class StatusManager:
             self._queue.setdefault(uid, None)
 
     def _spawn_writers(self) -> None:
-        while len(self._writers) < min(STATUS_WRITERS, len(self._urgent) + len(self._queue)):
+        # Only live writers count: one whose loop just found the queues empty is done before its
+        # done callback takes it out of the set, and a status queued in between would wait for
+        # the next pod's change (up to the 60 s resync) with no writer to take it.
+        while sum(not t.done() for t in self._writers) < min(STATUS_WRITERS, len(self._urgent) + len(self._queue)):
             task = asyncio.create_task(self._write_queued(), name="pod-status-writer")
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
