@@ -169,7 +169,7 @@ class RuntimeStreams:
         if status is None:
             pod = self.agent.pod_by_uid(pod_uid)
             status = (pod or {}).get("status") or {}
-        found = next((s for key in ("containerStatuses", "initContainerStatuses")
+        found = next((s for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
                       for s in status.get(key) or [] if s.get("name") == container), None)
         if found is None:
             raise StreamError(f'container "{container}" in pod {pod_uid} is not available', 404, "NotFound")

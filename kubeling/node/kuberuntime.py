@@ -179,9 +179,16 @@ class PodContext:
         return self.secrets.get(name)
 
 
+def ephemeral_containers(pod: Obj) -> list[Obj]:
+    """spec.ephemeralContainers, which carry a Container's fields (EphemeralContainerCommon) plus
+    targetContainerName."""
+    return list((pod.get("spec") or {}).get("ephemeralContainers") or [])
+
+
 def all_containers(pod: Obj) -> list[Obj]:
+    """Init, regular and ephemeral containers (podutil.VisitContainers with AllContainers)."""
     spec = pod.get("spec") or {}
-    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or []), *ephemeral_containers(pod)]
 
 
 def referenced_objects(pod: Obj) -> tuple[set[str], set[str]]:
@@ -778,7 +785,8 @@ def log_path(data_dir: Path, pod: Obj, container: str, attempt: int) -> Path:
 
 
 def container_spec(pod: Obj, container: Obj, attempt: int, image: Image, env: list[tuple[str, str]],
-                   mounts: list[tuple[str, str, bool]], log: Path) -> ContainerSpec:
+                   mounts: list[tuple[str, str, bool]], log: Path,
+                   pid_namespace_of: str | None = None) -> ContainerSpec:
     command, args = command_args(container, env)
     res = resources(container)
     sec = security(pod, container)
@@ -789,7 +797,7 @@ def container_spec(pod: Obj, container: Obj, attempt: int, image: Image, env: li
         stdin_once=bool(container.get("stdinOnce")), memory_limit=res.memory_limit,
         cpu_quota_millis=res.cpu_quota_millis, cpu_shares=res.cpu_shares, privileged=sec.privileged,
         capabilities_add=sec.capabilities_add, capabilities_drop=sec.capabilities_drop,
-        read_only_root=sec.read_only_root, mounts=mounts, log_path=log)
+        read_only_root=sec.read_only_root, mounts=mounts, log_path=log, pid_namespace_of=pid_namespace_of)
 
 
 def _key_ref_value(kind: str, ref: dict[str, Any], ctx: Any, ns: str) -> str | None:

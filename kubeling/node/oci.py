@@ -204,6 +204,8 @@ class ContainerConfig:
     netns_path: str
     uts_path: str
     ipc_path: str
+    #: the PID namespace to join (an ephemeral container's target's); "": a new one
+    pid_path: str
     #: the sandbox's etc dir (hosts, resolv.conf, hostname) and /dev/shm tmpfs
     etc_dir: Path
     shm_path: Path
@@ -262,7 +264,7 @@ def runtime_config(c: ContainerConfig) -> dict[str, Any]:
         resources["cpu"] = cpu
 
     namespaces: list[dict[str, str]] = [
-        {"type": "pid"}, {"type": "ipc", "path": c.ipc_path}, {"type": "uts", "path": c.uts_path},
+        {"type": "pid", **({"path": c.pid_path} if c.pid_path else {})}, {"type": "ipc", "path": c.ipc_path}, {"type": "uts", "path": c.uts_path},
         {"type": "mount"},
     ]
     if c.netns_path:

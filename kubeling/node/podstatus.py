@@ -70,6 +70,14 @@ def terminated_status(container: Obj, *, exit_code: int, started_at: str, finish
     }
 
 
+def ephemeral_container_status(status: Obj) -> Obj:
+    """An ephemeral container's status as the kubelet reports it: the prober never sees ephemeral
+    containers, so they are never ready and carry no `started`."""
+    out = {k: v for k, v in status.items() if k != "started"}
+    out["ready"] = False
+    return out
+
+
 # ---------------------------------------------------------------- phase
 
 def is_restartable_init_container(container: Obj) -> bool:
@@ -294,10 +302,13 @@ def kubelet_conditions(pod: Obj, other_conditions: list[Obj], statuses: list[Obj
 # ---------------------------------------------------------------- the whole status
 
 def generate_pod_status(pod: Obj, *, init_statuses: list[Obj], statuses: list[Obj], sandbox_ready: bool,
-                        host_ip: str, pod_ips: list[str], terminal: bool = False, now: str | None = None) -> Obj:
+                        host_ip: str, pod_ips: list[str], terminal: bool = False, now: str | None = None,
+                        ephemeral_statuses: list[Obj] | None = None) -> Obj:
     """The status the node writes for `pod`, given its containers' statuses. Conditions owned by
     other components (DisruptionTarget, readiness gates...) and the lastTransitionTime of
-    unchanged conditions are kept from the pod's current status; a terminal phase never goes back."""
+    unchanged conditions are kept from the pod's current status; a terminal phase never goes back.
+    Ephemeral containers count neither for the phase nor for the conditions; without
+    `ephemeral_statuses` (a node that runs none) the pod's current ones are kept."""
     now = now or now_rfc3339()
     old = pod.get("status") or {}
     everything = [*init_statuses, *statuses]
@@ -332,7 +343,11 @@ def generate_pod_status(pod: Obj, *, init_statuses: list[Obj], statuses: list[Ob
         status["initContainerStatuses"] = init_statuses
     status["containerStatuses"] = statuses
     status["qosClass"] = old.get("qosClass") or qos_class(pod)
-    for key in ("nominatedNodeName", "ephemeralContainerStatuses", "resize", "resourceClaimStatuses"):
+    if ephemeral_statuses is None:
+        ephemeral_statuses = old.get("ephemeralContainerStatuses")
+    if ephemeral_statuses:
+        status["ephemeralContainerStatuses"] = ephemeral_statuses
+    for key in ("nominatedNodeName", "resize", "resourceClaimStatuses"):
         if key in old:
             status[key] = old[key]
     return status

@@ -6,6 +6,8 @@ A worker wakes on pod updates, container exits, probe results and its own
 timers (back-offs), and reconciles the pod it last saw with what runs:
 
 - sandbox (network, UTS and IPC namespaces, IP), then volumes;
+- ephemeral containers (kubectl debug) once each, never restarted, joining
+  their target container's PID namespace;
 - init containers one at a time, then the app containers; image pulls with
   the kubelet's events and ErrImagePull -> ImagePullBackOff back-off;
   restarts per restartPolicy with the CrashLoopBackOff back-off (10 s
@@ -607,6 +609,10 @@ class PodWorker:
                                pctx: kr.PodContext) -> None:
         spec = pod.get("spec") or {}
         policy = spec.get("restartPolicy") or "Always"
+        # before the init containers, so that a pod stuck initializing can be debugged
+        for c in kr.ephemeral_containers(pod):
+            if not instances.get(c["name"]):
+                await self._start_ephemeral(pod, c, instances, pctx)
         for c in spec.get("initContainers") or []:
             sidecar = podstatus.is_restartable_init_container(c)
             found = instances.get(c["name"])
@@ -639,6 +645,20 @@ class PodWorker:
                 await self._kill_if_unhealthy(pod, c, latest)
             elif latest.state == "exited" and _should_restart(policy, latest.exit_code):
                 await self._restart(pod, c, latest, pctx)
+
+    async def _start_ephemeral(self, pod: Obj, c: Obj, instances: dict[str, list[ContainerStatus]],
+                               pctx: kr.PodContext) -> None:
+        """An ephemeral container's one start, in the PID namespace of its target container
+        (getTargetID: the target's newest instance, which the runtime requires running)."""
+        target = c.get("targetContainerName")
+        found = instances.get(target) if target else None
+        if target and not found:
+            message = f"unable to find target container {target}"
+            self._record(c["name"]).waiting = ("CreateContainerConfigError", message)
+            self._event(pod, "Warning", "Failed", f"Error: {message}")
+            self.wake(RETRY_PERIOD)
+            return
+        await self._start(pod, c, 0, pctx, ephemeral=True, pid_namespace_of=found[0].id if found else None)
 
     async def _kill_if_unhealthy(self, pod: Obj, c: Obj, st: ContainerStatus) -> bool:
         rec = self._record(c["name"])
@@ -695,15 +715,16 @@ class PodWorker:
         backoff.next(key, finished)
         await self._start(pod, c, latest.attempt + 1, pctx)
 
-    async def _start(self, pod: Obj, c: Obj, attempt: int, pctx: kr.PodContext) -> None:
+    async def _start(self, pod: Obj, c: Obj, attempt: int, pctx: kr.PodContext, *, ephemeral: bool = False,
+                     pid_namespace_of: str | None = None) -> None:
         """startContainer: image, configuration, create and start; failures land in the
-        container's waiting reason and as events."""
+        container's waiting reason and as events. Ephemeral containers are never probed."""
         rec = self._record(c["name"])
         image = await self._ensure_image(pod, c)
         if image is None:
             return
         try:
-            spec = await self._container_spec(pod, c, attempt, image, pctx)
+            spec = await self._container_spec(pod, c, attempt, image, pctx, pid_namespace_of)
         except kr.ContainerConfigError as e:
             rec.waiting = ("CreateContainerConfigError", str(e))
             self._event(pod, "Warning", "Failed", f"Error: {e}")
@@ -727,7 +748,7 @@ class PodWorker:
             self.wake()
         else:
             self._event(pod, "Normal", "Started", f"Started container {c['name']}")
-            if st.state == "running":
+            if st.state == "running" and not ephemeral:
                 probes = self._probes(pod, c, st, self.sandbox)
                 rec.probes[st.id] = probes
                 probes.start()
@@ -783,8 +804,8 @@ class PodWorker:
                             f"pull the image may not succeed.")
         return out
 
-    async def _container_spec(self, pod: Obj, c: Obj, attempt: int, image: Image,
-                              pctx: kr.PodContext) -> ContainerSpec:
+    async def _container_spec(self, pod: Obj, c: Obj, attempt: int, image: Image, pctx: kr.PodContext,
+                              pid_namespace_of: str | None = None) -> ContainerSpec:
         services = kr.service_env(self.ctx.services(), pctx.namespace,
                                   (pod.get("spec") or {}).get("enableServiceLinks", True) is not False)
         env = kr.container_env(c, pctx, services)
@@ -800,7 +821,7 @@ class PodWorker:
             return mounts
         mounts = await asyncio.to_thread(prepare)
         log = kr.log_path(self.ctx.data_dir, pod, c["name"], attempt)
-        return kr.container_spec(pod, c, attempt, image, env, mounts, log)
+        return kr.container_spec(pod, c, attempt, image, env, mounts, log, pid_namespace_of)
 
     # -------------------------------------------------------------- status
 
@@ -818,6 +839,10 @@ class PodWorker:
                          for c in init]
         statuses = [self._container_status(c, instances.get(c["name"]) or [], default, policy, False, terminal)
                     for c in spec.get("containers") or []]
+        # restartPolicy Never as far as their status goes: ephemeral containers are never restarted
+        ephemeral = [podstatus.ephemeral_container_status(
+            self._container_status(c, instances.get(c["name"]) or [], default, "Never", False, terminal))
+            for c in kr.ephemeral_containers(pod)]
         sandbox = self.sandbox
         # What this agent last reported is newer than the informer's copy, which may not show
         # it yet (the status manager's cache, as the kubelet's generateAPIPodStatus uses it).
@@ -830,7 +855,8 @@ class PodWorker:
             pod = {**pod, "status": {**last, "conditions": theirs + mine}}
         return podstatus.generate_pod_status(
             pod, init_statuses=init_statuses, statuses=statuses, sandbox_ready=sandbox is not None and not terminal,
-            host_ip=self.ctx.host_ip, pod_ips=[sandbox.ip] if sandbox else _old_ips(pod), terminal=terminal)
+            host_ip=self.ctx.host_ip, pod_ips=[sandbox.ip] if sandbox else _old_ips(pod), terminal=terminal,
+            ephemeral_statuses=ephemeral)
 
     def _container_status(self, c: Obj, instances: list[ContainerStatus], default: str, policy: str,
                           is_init: bool, terminal: bool) -> Obj:
@@ -880,8 +906,7 @@ class PodWorker:
 
     async def _read_messages(self, pod: Obj, instances: dict[str, list[ContainerStatus]]) -> None:
         """Termination messages of instances that exited since the last look."""
-        spec = pod.get("spec") or {}
-        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for c in kr.all_containers(pod):
             rec = self._record(c["name"])
             for st in instances.get(c["name"]) or []:
                 if st.state != "exited" or st.id in rec.messages:
@@ -895,8 +920,7 @@ class PodWorker:
 
     async def _fill_images(self, pod: Obj, instances: dict[str, list[ContainerStatus]]) -> None:
         """imageID of adopted instances (started by an earlier agent)."""
-        spec = pod.get("spec") or {}
-        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for c in kr.all_containers(pod):
             rec = self._record(c["name"])
             for st in instances.get(c["name"]) or []:
                 if st.id not in rec.images:

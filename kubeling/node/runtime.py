@@ -113,6 +113,9 @@ class ContainerSpec:
     mounts: list[tuple[str, str, bool]]
     #: <data>/pods/<ns>_<name>_<uid>/<container>/<attempt>.log
     log_path: Path
+    #: the running container whose PID namespace this one joins (an ephemeral container's
+    #: targetContainerName, CRI's NamespaceMode TARGET); None: a PID namespace of its own
+    pid_namespace_of: str | None = None
 
 
 ContainerState = Literal["created", "running", "exited", "unknown"]
@@ -455,7 +458,8 @@ class Runtime:
         CreateContainerError."""
         client = await self._ensure_monitor()
         cid = secrets.token_hex(32)
-        meta = await asyncio.to_thread(self._create_bundle, cid, sandbox, spec)
+        target = self._target_process(spec.pid_namespace_of) if spec.pid_namespace_of is not None else None
+        meta = await asyncio.to_thread(self._create_bundle, cid, sandbox, spec, target)
         self._meta[cid] = meta
         self._exited[cid] = asyncio.Event()
         try:
@@ -481,13 +485,22 @@ class Runtime:
                 self._mark_exited(cid)
         return dataclasses.replace(st)
 
+    def _target_process(self, target: str) -> tuple[str, int, int | None]:
+        """(name, pid, start time) of the running container whose PID namespace another joins."""
+        st = self._status.get(target)
+        if st is None or st.state != "running" or st.pid is None:
+            name = st.name if st is not None else target
+            raise CreateContainerError(f"target container {name} is not running")
+        return st.name, st.pid, self._start_times.get(target)
+
     def _cgroup_files(self, cid: str) -> tuple[str, str]:
         path = f"/{self.cgroup_parent}/{cid}"
         if self.cgroup_v2:
             return path, str(CGROUP_ROOT / self.cgroup_parent / cid / "memory.events")
         return path, str(CGROUP_ROOT / "memory" / self.cgroup_parent / cid / "memory.oom_control")
 
-    def _create_bundle(self, cid: str, sandbox: Sandbox, spec: ContainerSpec) -> dict[str, Any]:
+    def _create_bundle(self, cid: str, sandbox: Sandbox, spec: ContainerSpec,
+                       target: tuple[str, int, int | None] | None) -> dict[str, Any]:
         d = self.containers_dir / cid
         rootfs = d / "rootfs"
         for sub in ("rootfs", "upper", "work"):
@@ -508,10 +521,17 @@ class Runtime:
             env = merge_env(list(image.env), spec.env, hostname)
             cgroups_path, oom_file = self._cgroup_files(cid)
             memsw = self.cgroup_v2 or os.path.exists(CGROUP_ROOT / "memory" / "memory.memsw.limit_in_bytes")
+            pid_path = ""
+            if target is not None:
+                name, pid, started = target
+                # the pid still being the target's init is what makes its /proc entry its namespace
+                if started is not None and mon.proc_start_time(pid) != started:
+                    raise CreateContainerError(f"target container {name} is not running")
+                pid_path = f"/proc/{pid}/ns/pid"
             config = runtime_config(ContainerConfig(
                 args=args, env=env, cwd=spec.working_dir or image.working_dir or "/", user=user, tty=spec.tty,
                 hostname=hostname, netns_path=sandbox.netns_path, uts_path=sandbox.uts_path,
-                ipc_path=sandbox.ipc_path, etc_dir=sandbox.etc, shm_path=sandbox.shm_path, mounts=spec.mounts,
+                ipc_path=sandbox.ipc_path, pid_path=pid_path, etc_dir=sandbox.etc, shm_path=sandbox.shm_path, mounts=spec.mounts,
                 cgroups_path=cgroups_path, cgroup_v2=self.cgroup_v2, memory_limit=spec.memory_limit,
                 memory_swap=memsw and not self.cgroup_v2, cpu_quota_millis=spec.cpu_quota_millis,
                 cpu_shares=spec.cpu_shares, privileged=spec.privileged,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,7 +33,7 @@ from typing import Any
 import images as ti
 import pytest
 from conftest import Kubectl, make_kubectl
-from system_helpers import running, sh, wait_for
+from system_helpers import in_pty, running, sh, wait_for
 
 from kubeling.node.kuberuntime import parse_resolv_conf
 from kubeling.node.namespaces import CLONE_NEWNET, setns
@@ -600,6 +601,94 @@ spec:
     assert ("FailedPreStopHook", hook) in messages
 
 
+DEBUGGED = """
+apiVersion: v1
+kind: Pod
+metadata: {name: debugged}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes:
+  - {name: scratch, emptyDir: {}}
+"""
+
+
+def ephemeral_status(pod: Obj, name: str) -> Obj:
+    """The ephemeral container's status; one with no state while the agent reported none."""
+    found = [s for s in pod["status"].get("ephemeralContainerStatuses") or [] if s["name"] == name]
+    return found[0] if found else {"state": {}}
+
+
+def debugger_names(pod: Obj) -> list[str]:
+    return [c["name"] for c in pod["spec"].get("ephemeralContainers") or []]
+
+
+def test_kubectl_debug_interactive_with_target(node: Node) -> None:
+    """`kubectl debug -it --target`: the ephemeral container joins the target's PID namespace
+    (its `ps` shows the target's sleep as pid 1), kubectl attaches to it on a terminal, its exit
+    is reported in ephemeralContainerStatuses and it is never restarted, the pod stays Running
+    and Ready, and its log is the pod's like any container's."""
+    k = node.kubectl()
+    k("apply", "-f", "-", input=DEBUGGED)
+    wait_for("the pod", lambda: running(node.pod("debugged")))
+    argv = [k.binary, f"--kubeconfig={k.kubeconfig}", f"--cache-dir={k.cache_dir}", "debug", "debugged", "-it",
+            "--image=busybox:latest", "--target=app", "--", "sh"]
+    out, code = in_pty(argv, keys=("If you don't see a command prompt", b"ps; exit 3\r"))
+    # kubectl attaches (as to any container, attach carries no exit code), or shows the log when
+    # the container was done first: either way the session's output
+    assert code == 0, out
+    assert re.search(r"^\s*1 root\s.*sleep 3600\r?$", out, re.MULTILINE), out
+    pod = node.pod("debugged")
+    [name] = debugger_names(pod)
+    assert f"Defaulting debug container name to {name}." in out
+    status = wait_for("the exit", lambda: "terminated" in (s := ephemeral_status(node.pod("debugged"), name))["state"]
+                      and s)
+    term = status["state"]["terminated"]
+    assert (term["exitCode"], term["reason"]) == (3, "Error"), status
+    assert status["restartCount"] == 0 and status["ready"] is False and "started" not in status
+    assert status["image"] == "docker.io/library/busybox:latest"
+    assert status["imageID"].startswith("docker.io/library/busybox@sha256:")
+    assert status["containerID"].startswith("runc://") and status["lastState"] == {}
+    # never restarted, whatever the pod's restartPolicy (Always here) says
+    time.sleep(3)
+    pod = node.pod("debugged")
+    assert ephemeral_status(pod, name) == status
+    assert running(pod) and pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conditions["Ready"] == conditions["ContainersReady"] == "True"
+    log = k("logs", "debugged", "-c", name)
+    assert re.search(r"^\s*1 root\s.*sleep 3600\r?$", log, re.MULTILINE), log
+    events = json.loads(k("get", "events", "--field-selector", "involvedObject.name=debugged", "-o", "json"))
+    messages = {e["message"] for e in events["items"]}
+    assert {f"Created container {name}", f"Started container {name}"} <= messages
+
+
+def test_kubectl_debug_detached_then_exec(node: Node) -> None:
+    """`kubectl debug` without -it leaves its container running: exec reaches it by name, it
+    shares the pod's network, UTS and IPC namespaces and has a PID namespace of its own, and it
+    is killed and removed with the pod."""
+    wait_for("the pod", lambda: running(node.pod("debugged")))
+    for version in VERSIONS:
+        k = node.kubectl(version)
+        before = set(debugger_names(node.pod("debugged")))
+        p = k.run("debug", "debugged", "--image=busybox:latest", "--", "sleep", "3600")
+        [name] = set(debugger_names(node.pod("debugged"))) - before
+        assert f"Defaulting debug container name to {name}." in p.stdout + p.stderr, p
+        wait_for(f"{name} running", lambda n=name: "running" in ephemeral_status(node.pod("debugged"), n)["state"])
+        assert k.run("exec", "debugged", "-c", name, "--", "true").returncode == 0
+        assert k("exec", "debugged", "-c", name, "--", "hostname") == "debugged\n"
+        ps = k("exec", "debugged", "-c", name, "--", "ps", "-o", "pid,args")
+        assert re.search(r"^\s*1 sleep 3600$", ps, re.MULTILINE) and "sleep 3600" in ps, ps
+        assert ps.count("sleep 3600") == 1, ps  # not the app's: no target, no shared PID namespace
+    pod = node.pod("debugged")
+    assert running(pod)
+    ip = pod["status"]["podIP"]
+    assert ip in k("exec", "debugged", "-c", name, "--", "ip", "-o", "addr", "show", "eth0")
+
+
 def test_agent_restart_keeps_containers(node: Node) -> None:
     """A restarted agent adopts what runs (same containers, restart counts, pids, and no status
     writes), records what exited while it was away, and removes what belongs to pods that are gone."""
@@ -623,7 +712,11 @@ def test_agent_restart_keeps_containers(node: Node) -> None:
                 if uid in (d / "meta.json").read_text(errors="replace")]
 
     before = snapshot()
-    assert {"httpd", "curlpod"} <= set(before)
+    assert {"httpd", "curlpod", "debugged"} <= set(before)
+    debugged = node.pod("debugged")
+    debuggers = {s["name"]: s["containerID"] for s in debugged["status"]["ephemeralContainerStatuses"]
+                 if "running" in s["state"]}
+    assert debuggers
     gone_uid = node.pod("httpd")["metadata"]["uid"]
     crashed = node.pods("app=httpd-replicaset")[0]["metadata"]["name"]
     node.stop_agent()
@@ -645,3 +738,18 @@ def test_agent_restart_keeps_containers(node: Node) -> None:
     assert wait_for("a log line after the restart", lambda: k("logs", "curlpod").count("hi") >= 1)
     ready = json.loads(k("get", "node", NODE, "-o", "json"))["status"]["conditions"]
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in ready)
+    # ephemeral containers adopted like the others: the same instances, reachable by name
+    statuses = node.pod("debugged")["status"]["ephemeralContainerStatuses"]
+    assert {s["name"]: s["containerID"] for s in statuses if s["name"] in debuggers} == debuggers
+    for name in debuggers:
+        assert k("exec", "debugged", "-c", name, "--", "echo", "adopted") == "adopted\n"
+
+
+def test_pod_with_ephemeral_containers_is_removed_whole(node: Node) -> None:
+    k = node.kubectl()
+    uid = node.pod("debugged")["metadata"]["uid"]
+    assert k("delete", "pod", "debugged", "--grace-period=1") == 'pod "debugged" deleted\n'
+    left = [d.name for d in (node.data_dir / "containers").iterdir()
+            if uid in (d / "meta.json").read_text(errors="replace")]
+    assert left == []
+    assert not list((node.data_dir / "pods").glob(f"*{uid}*"))

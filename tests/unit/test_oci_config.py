@@ -138,7 +138,7 @@ def test_capabilities_all() -> None:
 def _config(**kw: object) -> dict:  # type: ignore[type-arg]
     base: dict[str, object] = {
         "args": ["sh"], "env": ["PATH=/bin"], "cwd": "/", "user": User(1000, 1000, [5]), "tty": False, "hostname": "web-0",
-        "netns_path": "/run/netns/kl-pod", "uts_path": "/s/ns/uts", "ipc_path": "/s/ns/ipc", "etc_dir": Path("/s/etc"),
+        "netns_path": "/run/netns/kl-pod", "uts_path": "/s/ns/uts", "ipc_path": "/s/ns/ipc", "pid_path": "", "etc_dir": Path("/s/etc"),
         "shm_path": Path("/s/shm"), "mounts": [("/data/cm", "/etc/config", True), ("/data/empty", "/cache", False)],
         "cgroups_path": "/kubeling/abc", "cgroup_v2": False, "nofile": 16384}
     base.update(kw)
@@ -153,6 +153,8 @@ def test_namespaces_join_the_pod_by_path() -> None:
     assert {"type": "ipc", "path": "/s/ns/ipc"} in ns
     assert {"type": "cgroup"} not in ns
     assert {"type": "cgroup"} in _config(cgroup_v2=True)["linux"]["namespaces"]
+    # an ephemeral container with a target joins the target's PID namespace
+    assert {"type": "pid", "path": "/proc/42/ns/pid"} in _config(pid_path="/proc/42/ns/pid")["linux"]["namespaces"]
 
 
 def test_host_network_without_node_netns_keeps_the_runtimes_network() -> None:
