@@ -512,9 +512,12 @@ class SimulatedNodes:
         else:
             statuses = [ran(c, finished=terminated, ready=False) for c in containers]
             done = terminated
+        # kubectl debug: an ephemeral container runs from when it is added until the pod stops
+        ephemeral = [podstatus.ephemeral_container_status(ran(c, finished=terminated, ready=False))
+                     for c in spec.get("ephemeralContainers") or []]
         return podstatus.generate_pod_status(pod, init_statuses=init_statuses, statuses=statuses,
                                              sandbox_ready=not done, host_ip=node.host_ip, pod_ips=pod_ips,
-                                             terminal=terminated, now=now)
+                                             terminal=terminated, now=now, ephemeral_statuses=ephemeral)
 
     async def _write_status(self, pod: Obj, status: Obj) -> None:
         if podstatus.status_equal(pod.get("status"), status):

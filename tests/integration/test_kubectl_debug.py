@@ -6,9 +6,13 @@ container running, attach, its status) is in tests/system/test_agent.py."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
+from conftest import make_kubectl
 from kubectl_helpers import kubectl_for, main_versions, new_namespace
+
+from kubeling.testing import running_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +71,21 @@ def test_ephemeral_containers_are_only_added(cluster, tmp_path):
         "spec": {"containers": [{"name": "a", "image": "busybox"}],
                  "ephemeralContainers": [{"name": "e", "image": "busybox"}]}}))
     assert p.returncode == 1 and "spec.ephemeralContainers: Forbidden: cannot be set on create" in p.stderr, p.stderr
+
+
+def test_simulated_nodes_run_ephemeral_containers(tmp_path):
+    """On a simulated node the debugger shows as running (never ready), as a real node
+    reports it, and the pod stays Ready."""
+    with running_cluster(tmp_path / "data", simulated_nodes=1) as sim:
+        k = make_kubectl("1.33", sim, tmp_path)
+        k("run", "web", "--image=busybox:latest", "--", "sleep", "3600")
+        k("wait", "--for=condition=Ready", "pod/web", "--timeout=20s")
+        k("debug", "web", "--image=busybox:latest", "--container=dbg", "--", "sleep", "3600")
+        deadline = time.monotonic() + 10
+        while not (statuses := json.loads(k("get", "pod", "web", "-o", "json"))["status"].get(
+                "ephemeralContainerStatuses")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [dbg] = statuses
+        assert dbg["name"] == "dbg" and "running" in dbg["state"] and dbg["ready"] is False and "started" not in dbg
+        assert dbg["restartCount"] == 0
+        assert k("get", "pod", "web", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True"
