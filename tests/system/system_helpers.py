@@ -1,10 +1,17 @@
 """Helpers the root system tests share: commands, bounded waits, the
-processes a test started (found by its data dir), pod readiness."""
+processes a test started (found by its data dir), pod readiness, a command
+on a terminal of its own."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
+import signal
+import struct
 import subprocess
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,3 +61,39 @@ def running(pod: Obj) -> bool:
     """Running with every container ready."""
     statuses = pod.get("status", {}).get("containerStatuses") or []
     return pod.get("status", {}).get("phase") == "Running" and bool(statuses) and all(s.get("ready") for s in statuses)
+
+
+def in_pty(argv: list[str], rows: int = 40, cols: int = 132, timeout: float = 60,
+           keys: tuple[str, bytes] | None = None) -> tuple[str, int]:
+    """Run `argv` on a terminal of its own, as a user types it; (output, exit code). With `keys`
+    (prompt, typed), `typed` is typed once the output shows `prompt`."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdio is the terminal
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            out += data
+            if keys is not None and keys[0].encode() in out:
+                os.write(fd, keys[1])
+                keys = None
+    finally:
+        os.close(fd)
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)

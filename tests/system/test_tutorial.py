@@ -16,20 +16,15 @@ the node (`kubeling agent --reset`) and deletes the namespace.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import os
-import pty
 import re
 import secrets
-import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +34,7 @@ from typing import Any
 import images as ti
 import pytest
 from conftest import Kubectl, kubectl_dir
-from system_helpers import processes_with, running, sh, wait_for
+from system_helpers import in_pty, processes_with, running, sh, wait_for
 
 pytestmark = [
     pytest.mark.system,
@@ -65,37 +60,6 @@ DEPLOY = "app=httpd-deployment"
 
 
 
-
-
-def in_pty(argv: list[str], rows: int = 40, cols: int = 132, timeout: float = 30) -> tuple[str, int]:
-    """Run `argv` on a terminal of its own, as a user types it; (output, exit code)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: its stdio is the terminal
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if not ready:
-                continue
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            out += data
-    finally:
-        os.close(fd)
-        if time.monotonic() >= deadline:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """The node's pod status writer (kubeling.node.podworkers.StatusManager): only changes are
 written, a newer status replaces a queued one, phase and readiness changes go first, writes
-for one pod never overlap, failures are retried and a vanished pod is given up."""
+for one pod never overlap, failures are retried, a vanished pod is given up, and a status set
+just as the last writer finishes still gets written."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from kubeling.api.errors import APIError
@@ -25,6 +27,8 @@ class FakeClient:
         self.in_flight: dict[str, int] = {}
         self.overlapped = False
         self.errors: list[Exception] = []
+        #: run as the next loop callback after the next patch lands
+        self.then: Callable[[], None] | None = None
 
     async def patch(self, kind: Any, name: str, body: Obj, namespace: str | None = None,
                     subresource: str | None = None) -> Obj:
@@ -38,6 +42,9 @@ class FakeClient:
             if self.errors:
                 raise self.errors.pop(0)
             self.patches.append((name, body["status"].get("phase")))
+            if self.then is not None:
+                asyncio.get_running_loop().call_soon(self.then)
+                self.then = None
             return {}
         finally:
             self.in_flight[name] -= 1
@@ -116,3 +123,15 @@ async def test_forget_drops_what_is_queued() -> None:
         await asyncio.wait_for(sm.flush(p["metadata"]["uid"]), 5)
     assert sm.last("uid-p0") is None
     assert pods[-1]["metadata"]["name"] not in [name for name, _ in client.patches]
+
+
+async def test_status_set_as_the_last_writer_ends_is_written() -> None:
+    """Set after a's writer found nothing more to write but before its task left the writers:
+    a new writer takes it (it once waited for another pod's change or the 60 s resync)."""
+    sm, client = manager()
+    b = pod("b")
+    client.then = lambda: sm.set(b, status("Running"))
+    sm.set(pod("a"), status("Running"))
+    await sm.flush("uid-a")
+    await asyncio.wait_for(sm.flush("uid-b"), 2)
+    assert client.patches == [("a", "Running"), ("b", "Running")]
