@@ -83,6 +83,11 @@ class JobStrategy(Strategy):
     default_propagation = "Orphan"
 
 
+class CronJobStrategy(Strategy):
+    # Its default garbage collection policy stays Background: a deleted CronJob takes its Jobs along.
+    generation_keys = ("spec",)
+
+
 class ServiceStrategy(Strategy):
     return_deleted_object = True
 
@@ -121,6 +126,7 @@ _STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("apps", "Deployment"): DeploymentStrategy(),
     ("apps", "ReplicaSet"): ReplicaSetStrategy(),
     ("batch", "Job"): JobStrategy(),
+    ("batch", "CronJob"): CronJobStrategy(),
     ("", "Service"): ServiceStrategy(),
     ("", "Namespace"): NamespaceStrategy(),
     ("", "Node"): NodeStrategy(),

@@ -21,6 +21,7 @@ from ..node.simulated import SimulatedNodes
 from ..proxy.loadbalancer import LoadBalancerController
 from ..scheduler.scheduler import Scheduler
 from ..version import user_agent
+from .cronjob import CronJobController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
@@ -64,6 +65,7 @@ class ControllerManager:
             ReplicaSetController(kcm, f, recorder),
             DeploymentController(kcm, f, recorder),
             JobController(kcm, f, recorder),
+            CronJobController(kcm, f, recorder),
             TTLAfterFinishedController(kcm, f, recorder),
             EndpointsController(kcm, f, recorder),
             EndpointSliceController(kcm, f, recorder),

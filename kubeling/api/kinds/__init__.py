@@ -2,6 +2,6 @@
 
 MODULES = (
     "namespace", "pod", "service", "endpoints", "node", "event", "configmap", "secret", "serviceaccount",
-    "deployment", "replicaset", "scale", "endpointslice", "lease", "resourcequota", "limitrange", "job",
+    "deployment", "replicaset", "scale", "endpointslice", "lease", "resourcequota", "limitrange", "job", "cronjob",
     "selfsubjectaccessreview", "selfsubjectrulesreview", "selfsubjectreview",
 )

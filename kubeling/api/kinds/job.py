@@ -189,7 +189,8 @@ SUCCESS_POLICY = Struct("io.k8s.api.batch.v1.SuccessPolicy", [
 
 
 def _default_spec(spec: Obj) -> None:
-    """SetDefaults_Job's spec part."""
+    """SetDefaults_Job's spec part: a Job's, never a CronJob's job template's, which upstream
+    leaves as written."""
     if spec.get("completions") is None and spec.get("parallelism") is None:
         spec["completions"] = 1
         spec["parallelism"] = 1
@@ -304,7 +305,7 @@ JOB_SPEC = Struct("io.k8s.api.batch.v1.JobSpec", [
           "HTTP Path characters as defined by RFC 3986. The value cannot exceed 63 characters. This field is "
           "immutable.\n\nThis field is beta-level. The job controller accepts setting the field when the feature "
           "gate JobManagedBy is enabled (enabled by default).", pointer=True),
-], doc="JobSpec describes how the job execution will look like.", defaulter=_default_spec)
+], doc="JobSpec describes how the job execution will look like.")
 
 JOB_STATUS = Struct("io.k8s.api.batch.v1.JobStatus", [
     Field("conditions", ListOf(JOB_CONDITION), 1,
@@ -391,7 +392,8 @@ def generate_selector(job: Obj) -> None:
 
 def _default_job(job: Obj) -> None:
     meta = job.setdefault("metadata", {})
-    spec = job.get("spec") or {}
+    spec = job.setdefault("spec", {})
+    _default_spec(spec)
     if not meta.get("resourceVersion") and not spec.get("manualSelector"):
         generate_selector(job)
     # SetDefaults_Job: a Job without labels takes its template's (upstream shares the
@@ -677,8 +679,8 @@ def _validate_indexed(spec: Obj) -> list[FieldError]:
     return errs
 
 
-def _validate_spec_fields(spec: Obj) -> list[FieldError]:
-    """validateJobSpec."""
+def validate_job_spec(spec: Obj) -> list[FieldError]:
+    """validateJobSpec, with paths under `spec.` (a CronJob's job template moves them)."""
     errs: list[FieldError] = []
     for key in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished",
                 "backoffLimitPerIndex", "maxFailedIndexes"):
@@ -729,7 +731,7 @@ def _validate_spec_fields(spec: Obj) -> list[FieldError]:
 
 def _validate_spec(spec: Obj) -> list[FieldError]:
     """ValidateJobSpec: the fields, then the selector and whether it picks the template."""
-    errs = _validate_spec_fields(spec)
+    errs = validate_job_spec(spec)
     sel = spec.get("selector")
     if sel is None:
         errs.append(required("spec.selector"))
