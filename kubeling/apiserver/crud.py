@@ -247,6 +247,8 @@ class Objects:
             else:
                 new.pop("status", None)
         apply_defaults(kind.schema, new)
+        if not subresource:
+            strategy.prepare_update(new, cur)
         if strategy.generation_keys and strategy.changed_generation(new, cur):
             meta["generation"] = int(cmeta.get("generation", 0)) + 1
         return new

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.kinds.daemonset import set_template_generation, template_generation
 from ..api.kinds.pod import prepare_for_create as prepare_pod_for_create
 
 Obj = dict[str, Any]
@@ -28,6 +29,9 @@ class Strategy:
 
     def prepare_create(self, obj: Obj) -> None:
         """Kind-specific changes on create, after defaults."""
+
+    def prepare_update(self, new: Obj, old: Obj) -> None:
+        """Kind-specific changes on an update of the object itself (not a subresource), after defaults."""
 
     def grace_period(self, obj: Obj, requested: int | None) -> int:
         """Seconds of graceful deletion; 0 deletes at once."""
@@ -75,6 +79,23 @@ class DeploymentStrategy(Strategy):
 
 class ReplicaSetStrategy(Strategy):
     generation_keys = ("spec",)
+
+
+class DaemonSetStrategy(Strategy):
+    """apps/v1 carries the internal spec.templateGeneration in an annotation: it starts at 1 and only
+    the server moves it, one up with every template change (upstream's PrepareForCreate/Update)."""
+
+    generation_keys = ("spec",)
+
+    def prepare_create(self, obj: Obj) -> None:
+        set_template_generation(obj, max(template_generation(obj) or 0, 1))
+
+    def prepare_update(self, new: Obj, old: Obj) -> None:
+        # whatever the client sent, the annotation follows the stored one
+        generation = template_generation(old) or 0
+        if (new.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            generation += 1
+        set_template_generation(new, generation)
 
 
 class JobStrategy(Strategy):
@@ -125,6 +146,7 @@ _STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "Pod"): PodStrategy(),
     ("apps", "Deployment"): DeploymentStrategy(),
     ("apps", "ReplicaSet"): ReplicaSetStrategy(),
+    ("apps", "DaemonSet"): DaemonSetStrategy(),
     ("batch", "Job"): JobStrategy(),
     ("batch", "CronJob"): CronJobStrategy(),
     ("", "Service"): ServiceStrategy(),

@@ -354,8 +354,12 @@ class Expectations:
         self._by_key[key] = _Expectation(add=count)
 
     def expect_deletions(self, key: str, pod_keys: list[str]) -> None:
+        self.expect(key, 0, pod_keys)
+
+    def expect(self, key: str, creations: int, pod_keys: list[str]) -> None:
+        """Creations and deletions at once, as one DaemonSet sync asks for both (SetExpectations)."""
         keys = set(pod_keys)
-        self._by_key[key] = _Expectation(delete=len(keys), deleting=keys)
+        self._by_key[key] = _Expectation(add=creations, delete=len(keys), deleting=keys)
 
     def creation_observed(self, key: str) -> None:
         e = self._by_key.get(key)

@@ -22,6 +22,7 @@ from ..proxy.loadbalancer import LoadBalancerController
 from ..scheduler.scheduler import Scheduler
 from ..version import user_agent
 from .cronjob import CronJobController
+from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
@@ -64,6 +65,7 @@ class ControllerManager:
         self.controllers: list[Any] = [
             ReplicaSetController(kcm, f, recorder),
             DeploymentController(kcm, f, recorder),
+            DaemonSetController(kcm, f, recorder),
             JobController(kcm, f, recorder),
             CronJobController(kcm, f, recorder),
             TTLAfterFinishedController(kcm, f, recorder),

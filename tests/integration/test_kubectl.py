@@ -278,6 +278,8 @@ API_RESOURCES = {
     "secrets": ["secrets", "", "v1", "true", "Secret"],
     "serviceaccounts": ["serviceaccounts", "sa", "v1", "true", "ServiceAccount"],
     "services": ["services", "svc", "v1", "true", "Service"],
+    "controllerrevisions": ["controllerrevisions", "", "apps/v1", "true", "ControllerRevision"],
+    "daemonsets": ["daemonsets", "ds", "apps/v1", "true", "DaemonSet"],
     "deployments": ["deployments", "deploy", "apps/v1", "true", "Deployment"],
     "replicasets": ["replicasets", "rs", "apps/v1", "true", "ReplicaSet"],
     "leases": ["leases", "", "coordination.k8s.io/v1", "true", "Lease"],
@@ -300,7 +302,7 @@ def test_api_resources(version, cluster, tmp_path):
     assert known == list(API_RESOURCES)
 
     apps = parse_table(k("api-resources", "--api-group=apps"))
-    assert apps.rows == [API_RESOURCES["deployments"], API_RESOURCES["replicasets"]]
+    assert apps.rows == [API_RESOURCES[r] for r in ("controllerrevisions", "daemonsets", "deployments", "replicasets")]
     cluster_scoped = parse_table(k("api-resources", "--namespaced=false"))
     assert API_RESOURCES["namespaces"] in cluster_scoped.rows and API_RESOURCES["nodes"] in cluster_scoped.rows
     assert all(r[3] == "false" for r in cluster_scoped.rows)
@@ -334,9 +336,9 @@ def test_discovery_order(cluster):
     assert known == ["apps", "coordination.k8s.io", "discovery.k8s.io"]
     for g, resources in groups:
         assert resources == sorted(resources), g
-    assert _apis_discovery_legacy(cluster, "apps/v1")[:6] == [
-        "deployments", "deployments/scale", "deployments/status",
-        "replicasets", "replicasets/scale", "replicasets/status"]
+    assert _apis_discovery_legacy(cluster, "apps/v1")[:9] == [
+        "controllerrevisions", "daemonsets", "daemonsets/status", "deployments", "deployments/scale",
+        "deployments/status", "replicasets", "replicasets/scale", "replicasets/status"]
 
 
 @main_versions

@@ -2,6 +2,7 @@
 
 MODULES = (
     "namespace", "pod", "service", "endpoints", "node", "event", "configmap", "secret", "serviceaccount",
-    "deployment", "replicaset", "scale", "endpointslice", "lease", "resourcequota", "limitrange", "job", "cronjob",
+    "deployment", "replicaset", "daemonset", "controllerrevision", "scale", "endpointslice", "lease",
+    "resourcequota", "limitrange", "job", "cronjob",
     "selfsubjectaccessreview", "selfsubjectrulesreview", "selfsubjectreview",
 )

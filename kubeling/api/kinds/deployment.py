@@ -125,43 +125,43 @@ DEPLOYMENT_LIST = list_of(DEPLOYMENT, "DeploymentList is a list of Deployments."
 
 # ---------------------------------------------------------------- validation
 
-_PERCENT = re.compile(r"^[0-9]+%$")
+PERCENT = re.compile(r"^[0-9]+%$")
 _PERCENT_MSG = ("a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', "
                 "regex used for validation is '[0-9]+%')")
 
 
-def _go_int_or_string(v: Any) -> str:
+def go_int_or_string(v: Any) -> str:
     if isinstance(v, str):
         return f"intstr.IntOrString{{Type:1, IntVal:0, StrVal:{go_quote(v)}}}"
     return f"intstr.IntOrString{{Type:0, IntVal:{v}, StrVal:\"\"}}"
 
 
-def _int_or_percent_value(v: Any) -> int:
+def int_or_percent_value(v: Any) -> int:
     """getIntOrPercentValue: the percent number, the int, or Atoi of a bad string (0 if not a number)."""
     if isinstance(v, int):
         return v
-    text = v[:-1] if _PERCENT.match(v) else v
+    text = v[:-1] if PERCENT.match(v) else v
     try:
         return int(text)
     except ValueError:
         return 0
 
 
-def _positive_int_or_percent(v: Any, path: str) -> list[FieldError]:
+def positive_int_or_percent(v: Any, path: str) -> list[FieldError]:
     if isinstance(v, str):
-        return [] if _PERCENT.match(v) else [go_error("Invalid", path, _go_int_or_string(v), _PERCENT_MSG)]
+        return [] if PERCENT.match(v) else [go_error("Invalid", path, go_int_or_string(v), _PERCENT_MSG)]
     return non_negative(v, path)
 
 
 def _validate_rolling_update(rolling: Obj, path: str) -> list[FieldError]:
     unavailable, surge = rolling.get("maxUnavailable", 0), rolling.get("maxSurge", 0)
-    errs = _positive_int_or_percent(unavailable, f"{path}.maxUnavailable")
-    errs += _positive_int_or_percent(surge, f"{path}.maxSurge")
-    if _int_or_percent_value(unavailable) == 0 and _int_or_percent_value(surge) == 0:
-        errs.append(go_error("Invalid", f"{path}.maxUnavailable", _go_int_or_string(unavailable),
+    errs = positive_int_or_percent(unavailable, f"{path}.maxUnavailable")
+    errs += positive_int_or_percent(surge, f"{path}.maxSurge")
+    if int_or_percent_value(unavailable) == 0 and int_or_percent_value(surge) == 0:
+        errs.append(go_error("Invalid", f"{path}.maxUnavailable", go_int_or_string(unavailable),
                              "may not be 0 when `maxSurge` is 0"))
-    if isinstance(unavailable, str) and _PERCENT.match(unavailable) and int(unavailable[:-1]) > 100:
-        errs.append(go_error("Invalid", f"{path}.maxUnavailable", _go_int_or_string(unavailable),
+    if isinstance(unavailable, str) and PERCENT.match(unavailable) and int(unavailable[:-1]) > 100:
+        errs.append(go_error("Invalid", f"{path}.maxUnavailable", go_int_or_string(unavailable),
                              "must not be greater than 100%"))
     return errs
 
