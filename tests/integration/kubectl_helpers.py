@@ -21,10 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import pytest
 from conftest import Kubectl, kubectl_versions, make_kubectl
+
+T = TypeVar("T")
 
 #: the versions every behaviour is proven on
 MAIN_VERSIONS = ["1.27", "1.32", "1.33"]
@@ -37,6 +39,16 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 main_versions = pytest.mark.parametrize("version", MAIN_VERSIONS)
 all_versions = pytest.mark.parametrize("version", ALL_VERSIONS)
+
+
+def poll(probe: Callable[[], T], timeout: float, interval: float = 0.1) -> T:
+    """Call `probe` until it answers something truthy or `timeout` passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
 
 
 def vtag(version: str) -> str:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -39,6 +39,7 @@ from kubectl_helpers import (
     new_namespace,
     parse_table,
     parse_tables,
+    poll,
 )
 from polling import eventually
 
@@ -51,7 +52,6 @@ from kubeling.testing import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Obj = dict[str, Any]
 
 HEADER = ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"]
@@ -69,13 +69,6 @@ CRONJOBS = _kind("cronjobs")
 JOBS = _kind("jobs")
 
 
-def poll(probe: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

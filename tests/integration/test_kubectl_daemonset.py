@@ -23,14 +23,19 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from conftest import Kubectl, make_kubectl
-from inprocess import ControllerContext, controller_context, create_namespace, delete_nodes
+from inprocess import (
+    ControllerContext,
+    controller_context,
+    create_namespace,
+    delete_nodes,
+)
 from kinds import NODES, PODS
 from kubectl_helpers import (
     MAIN_VERSIONS,
@@ -42,6 +47,7 @@ from kubectl_helpers import (
     new_namespace,
     parse_table,
     parse_tables,
+    poll,
     write_file,
 )
 from polling import eventually, mark_ready
@@ -53,7 +59,6 @@ from kubeling.testing import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Obj = dict[str, Any]
 
 SIM_NODES = [f"kubeling-sim-{i}" for i in range(3)]
@@ -101,13 +106,6 @@ DAEMONSETS = _kind("daemonsets")
 REVISIONS = _kind("controllerrevisions")
 
 
-def poll(probe: Callable[[], T], timeout: float, interval: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

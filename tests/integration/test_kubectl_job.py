@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from conftest import Kubectl, make_kubectl
@@ -33,6 +32,7 @@ from kubectl_helpers import (
     main_versions,
     new_namespace,
     parse_table,
+    poll,
 )
 
 from kubeling.node.simulated import EXIT_AFTER_ANNOTATION, EXIT_CODE_ANNOTATION
@@ -40,7 +40,6 @@ from kubeling.testing import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Obj = dict[str, Any]
 
 HEADER = ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
@@ -50,13 +49,6 @@ UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 TRACKING = "batch.kubernetes.io/job-tracking"
 
 
-def poll(probe: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from conftest import Kubectl, make_kubectl
@@ -40,6 +40,7 @@ from kubectl_helpers import (
     check_age,
     get_json,
     parse_table,
+    poll,
     vtag,
     write_file,
 )
@@ -52,7 +53,6 @@ from kubeling.testing import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Obj = dict[str, Any]
 
 POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
@@ -71,14 +71,6 @@ ROLLOUT_LINE = re.compile(
 ENDPOINTS_WARNING = "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice\n"
 
 
-def poll(probe: Callable[[], T], timeout: float, interval: float = 0.1) -> T:
-    """Call `probe` until it returns something truthy or `timeout` passes; the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def is_ready(pod: Obj) -> bool:
