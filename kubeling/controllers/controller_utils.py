@@ -149,6 +149,10 @@ def selecting_owners(informer: Informer, selectors: SelectorCache, obj: Obj) -> 
     return found
 
 
+#: v1.NamespaceTerminatingCause: a create refused because its namespace is being deleted
+NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+
+
 def has_status_cause(err: BaseException, cause: str) -> bool:
     """apierrors.HasStatusCause."""
     if not isinstance(err, APIError) or not err.details:

@@ -25,6 +25,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 
+from ..api.cron import (
+    Missed,
+    Schedule,
+    ScheduleError,
+    load_location,
+    local_zone,
+    most_recent_schedule_time,
+    parse_standard,
+)
 from ..api.errors import APIError
 from ..api.kinds.cronjob import FORBID, REPLACE, SCHEDULED_TIMESTAMP_ANNOTATION
 from ..api.kinds.replicaset import go_quote
@@ -36,6 +45,7 @@ from ..client.rest import Client
 from ..client.workqueue import WorkQueue, run_workers
 from .controller_utils import (
     INDEX_NAMESPACE,
+    NAMESPACE_TERMINATING_CAUSE,
     add_workload_indexes,
     controller_of,
     controller_ref,
@@ -43,15 +53,6 @@ from .controller_utils import (
     has_status_cause,
     meta,
     resolve_controller_ref,
-)
-from ..api.cron import (
-    Missed,
-    Schedule,
-    ScheduleError,
-    load_location,
-    local_zone,
-    most_recent_schedule_time,
-    parse_standard,
 )
 from .job_util import condition_true
 
@@ -374,7 +375,7 @@ class CronJobController:
         try:
             job = await self.client.create(self.job_kind, request, namespace)
         except APIError as e:
-            if has_status_cause(e, "NamespaceTerminating"):
+            if has_status_cause(e, NAMESPACE_TERMINATING_CAUSE):
                 raise
             if e.code != 409 or e.reason != "AlreadyExists":
                 self.recorder.event(cronjob, "Warning", "FailedCreate", f"Error creating job: {error_text(e)}")

@@ -44,6 +44,7 @@ from .controller_utils import (
     INDEX_CONTROLLER_UID,
     INDEX_NAMESPACE,
     INDEX_ORPHANS,
+    NAMESPACE_TERMINATING_CAUSE,
     SLOW_START_INITIAL_BATCH_SIZE,
     ControllerRefManager,
     Expectations,
@@ -76,7 +77,6 @@ BURST_REPLICAS = 250
 STATUS_UPDATE_RETRIES = 1
 #: how often failed-pod back-off entries nobody needs any more are dropped
 BACKOFF_GC_INTERVAL = 60.0
-_NAMESPACE_TERMINATING = "NamespaceTerminating"
 
 NodePods = dict[str, list[Obj]]
 
@@ -472,7 +472,7 @@ class DaemonSetController:
         try:
             created = await self.client.create(self.pod_kind, pod, meta(ds)["namespace"])
         except (APIError, ConnectionError) as e:
-            if has_status_cause(e, _NAMESPACE_TERMINATING):
+            if has_status_cause(e, NAMESPACE_TERMINATING_CAUSE):
                 return  # every create fails until the namespace is gone: nothing to report
             self.recorder.event(ds, "Warning", "FailedCreate", f"Error creating: {error_text(e)}")
             raise

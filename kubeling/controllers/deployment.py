@@ -36,6 +36,7 @@ from .controller_utils import (
     INDEX_CONTROLLER_UID,
     INDEX_NAMESPACE,
     INDEX_ORPHANS,
+    NAMESPACE_TERMINATING_CAUSE,
     ControllerRefManager,
     OwnWrites,
     SelectorCache,
@@ -57,7 +58,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 COMPONENT = "deployment-controller"
-_NAMESPACE_TERMINATING = "NamespaceTerminating"
 
 
 def _kind(group: str, version: str, plural: str) -> Kind:
@@ -326,7 +326,7 @@ class DeploymentController:
             if e.code == 409 and e.reason == "AlreadyExists":
                 created = await self._existing_or_collision(d, name, e)
                 already_exists = True
-            elif has_status_cause(e, _NAMESPACE_TERMINATING):
+            elif has_status_cause(e, NAMESPACE_TERMINATING_CAUSE):
                 raise
             else:
                 msg = f"Failed to create new replica set {_q(name)}: {error_text(e)}"

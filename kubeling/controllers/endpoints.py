@@ -33,6 +33,7 @@ from ..client.events import EventRecorder
 from ..client.informer import Informer, InformerFactory, object_key
 from ..client.rest import Client
 from ..client.workqueue import WorkQueue, run_workers
+from .controller_utils import NAMESPACE_TERMINATING_CAUSE, has_status_cause
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +318,7 @@ class StaleRetry:
 
 def is_namespace_terminating(e: APIError) -> bool:
     """A create refused because its namespace is being deleted: retrying cannot succeed."""
-    causes = (e.details or {}).get("causes") or ()
-    return e.code == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
+    return e.code == 403 and has_status_cause(e, NAMESPACE_TERMINATING_CAUSE)
 
 
 # --------------------------------------------------------------------------- the controller

@@ -45,6 +45,7 @@ from ..client.workqueue import WorkQueue, run_workers
 from .controller_utils import (
     INDEX_CONTROLLER_UID,
     INDEX_ORPHANS,
+    NAMESPACE_TERMINATING_CAUSE,
     SLOW_START_INITIAL_BATCH_SIZE,
     ControllerRefManager,
     Expectations,
@@ -105,7 +106,6 @@ MAX_POD_FAILURE_BACKOFF = 600.0
 MAX_UNCOUNTED_PODS = 500
 #: upstream's MaxPodCreateDeletePerSync
 MAX_POD_CREATE_DELETE_PER_SYNC = 500
-_NAMESPACE_TERMINATING = "NamespaceTerminating"
 
 
 def _kind(group: str, plural: str) -> Kind:
@@ -572,7 +572,7 @@ class JobController:
         try:
             created = await self.client.create(self.pod_kind, body, meta(job)["namespace"])
         except (APIError, ConnectionError) as e:
-            if has_status_cause(e, _NAMESPACE_TERMINATING):
+            if has_status_cause(e, NAMESPACE_TERMINATING_CAUSE):
                 return
             self.recorder.event(job, "Warning", "FailedCreate", f"Error creating: {error_text(e)}")
             raise

@@ -30,6 +30,7 @@ from .controller_utils import (
     EXPECTATIONS_TIMEOUT,
     INDEX_CONTROLLER_UID,
     INDEX_ORPHANS,
+    NAMESPACE_TERMINATING_CAUSE,
     SLOW_START_INITIAL_BATCH_SIZE,
     ControllerRefManager,
     Expectations,
@@ -59,7 +60,6 @@ Obj = dict[str, Any]
 COMPONENT = "replicaset-controller"
 #: status updates are retried this many times after a re-read before requeueing
 STATUS_UPDATE_RETRIES = 1
-_NAMESPACE_TERMINATING = "NamespaceTerminating"
 
 
 def _kind(group: str, plural: str) -> Kind:
@@ -258,7 +258,7 @@ class ReplicaSetController:
         try:
             created = await self.client.create(self.pod_kind, pod, namespace)
         except (APIError, ConnectionError) as e:
-            if has_status_cause(e, _NAMESPACE_TERMINATING):
+            if has_status_cause(e, NAMESPACE_TERMINATING_CAUSE):
                 return  # every create will fail until the namespace is gone: nothing to report
             self.recorder.event(rs, "Warning", "FailedCreate", f"Error creating: {error_text(e)}")
             raise
