@@ -26,8 +26,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import Kubectl, make_kubectl
+from conftest import Kubectl
 from inprocess import ControllerContext, controller_context, create_namespace
+from kinds import CRONJOBS, JOBS
 from kubectl_helpers import (
     MAIN_VERSIONS,
     at_least,
@@ -35,6 +36,7 @@ from kubectl_helpers import (
     collapse_padding,
     fails,
     get_json,
+    kubectl_for,
     main_versions,
     new_namespace,
     parse_table,
@@ -44,7 +46,6 @@ from kubectl_helpers import (
 from polling import eventually
 
 from kubeling.api.printers import parse_time
-from kubeling.api.registry import Kind, lookup
 from kubeling.client.rest import Client
 from kubeling.controllers.cronjob import CronJobController
 from kubeling.node.simulated import EXIT_AFTER_ANNOTATION, EXIT_CODE_ANNOTATION
@@ -59,34 +60,12 @@ WIDE_HEADER = [*HEADER, "CONTAINERS", "IMAGES", "SELECTOR"]
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 
 
-def _kind(plural: str) -> Kind:
-    kind = lookup("batch", "v1", plural)
-    assert kind is not None
-    return kind
-
-
-CRONJOBS = _kind("cronjobs")
-JOBS = _kind("jobs")
-
-
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The whole cluster (controllers, one simulated node) for the kubectl tests."""
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The whole cluster (controllers, one simulated node) for the kubectl tests; the in-process
+    controller tests use conftest's `cluster`, an API server alone, for their own clock."""
     with running_cluster(tmp_path_factory.mktemp("cronjobs") / "data", simulated_nodes=1) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """An API server alone, for the controller under test's clock."""
-    with running_cluster(tmp_path_factory.mktemp("cronjobs-api") / "data") as c:
-        yield c
-
-
-def kubectl(version: str, cluster: Cluster, tmp_path: Path) -> Kubectl:
-    return make_kubectl(version, cluster, tmp_path)
 
 
 def clear_of_the_minute(needed: float) -> None:
@@ -121,10 +100,10 @@ def events(k: Kubectl, ns: str, name: str) -> list[tuple[str, str, str]]:
 
 
 @main_versions
-def test_create_get_and_describe(version: str, cluster: Cluster, tmp_path: Path) -> None:
+def test_create_get_and_describe(version: str, sim: Cluster, tmp_path: Path) -> None:
     """`kubectl create cronjob`: the CronJob with 1.33's defaults, the table (TIMEZONE included, the
     server prints it), `get cj`, `-o wide`, `get all` and `describe`."""
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, sim, tmp_path)
     ns = new_namespace(k, "cj-create")
     clear_of_the_minute(15)
     assert create_hello(k, ns) == "cronjob.batch/hello created\n"
@@ -156,8 +135,8 @@ def test_create_get_and_describe(version: str, cluster: Cluster, tmp_path: Path)
 
 
 @main_versions
-def test_invalid_cronjobs_are_refused(version: str, cluster: Cluster, tmp_path: Path) -> None:
-    k = kubectl(version, cluster, tmp_path)
+def test_invalid_cronjobs_are_refused(version: str, sim: Cluster, tmp_path: Path) -> None:
+    k = kubectl_for(version, sim, tmp_path)
     ns = new_namespace(k, "cj-invalid")
     err = fails(k, "-n", ns, "create", "cronjob", "bad", "--image=busybox", "--schedule=bad")
     assert err == ('error: failed to create cronjob: CronJob.batch "bad" is invalid: spec.schedule: Invalid value: '
@@ -175,11 +154,11 @@ def test_invalid_cronjobs_are_refused(version: str, cluster: Cluster, tmp_path: 
 
 
 @main_versions
-def test_create_job_from_cronjob(version: str, cluster: Cluster, tmp_path: Path) -> None:
+def test_create_job_from_cronjob(version: str, sim: Cluster, tmp_path: Path) -> None:
     """`create job --from=cronjob/hello`: kubectl builds the Job from the template, marks it manual and
     (from 1.28) makes the CronJob its controller; the cluster's CronJob controller, which did not create
     it, then says so."""
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, sim, tmp_path)
     ns = new_namespace(k, "cj-from")
     create_hello(k, ns)
     uid = get_json(k, ns, "cronjob", "hello")["metadata"]["uid"]
@@ -198,9 +177,9 @@ def test_create_job_from_cronjob(version: str, cluster: Cluster, tmp_path: Path)
     assert poll(lambda: get_json(k, ns, "job", "manual")["status"].get("ready") == 1, 10)
 
 
-def test_suspend_with_patch(cluster: Cluster, tmp_path: Path) -> None:
+def test_suspend_with_patch(sim: Cluster, tmp_path: Path) -> None:
     """`patch -p '{"spec":{"suspend":true}}'`: SUSPEND True, a new generation; and back."""
-    k = kubectl(MAIN_VERSIONS[-1], cluster, tmp_path)
+    k = kubectl_for(MAIN_VERSIONS[-1], sim, tmp_path)
     ns = new_namespace(k, "cj-suspend")
     create_hello(k, ns)
     assert k("-n", ns, "patch", "cronjob", "hello", "-p", '{"spec":{"suspend":true}}') == \
@@ -213,9 +192,9 @@ def test_suspend_with_patch(cluster: Cluster, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("version", [MAIN_VERSIONS[0], MAIN_VERSIONS[-1]])
-def test_delete_takes_the_jobs_along(version: str, cluster: Cluster, tmp_path: Path) -> None:
+def test_delete_takes_the_jobs_along(version: str, sim: Cluster, tmp_path: Path) -> None:
     """`delete cronjob`: its Jobs and their pods go through the garbage collector."""
-    k = kubectl(version, cluster, tmp_path)
+    k = kubectl_for(version, sim, tmp_path)
     ns = new_namespace(k, "cj-delete")
     cj = json.loads(k("-n", ns, "create", "cronjob", "hello", "--image=busybox", "--schedule=*/1 * * * *",
                       "--dry-run=client", "-o", "json", "--", "sleep", "600"))
@@ -308,8 +287,8 @@ class Env:
 
 
 @pytest.fixture
-async def env(api_server: Cluster) -> AsyncIterator[Env]:
-    async with controller_context(api_server) as context:
+async def env(cluster: Cluster) -> AsyncIterator[Env]:
+    async with controller_context(cluster) as context:
         ns = await create_namespace(context.client, "cj")
         clock = Clock(time.time())
         controller = CronJobController(context.client, context.factory, context.recorder, now=clock,

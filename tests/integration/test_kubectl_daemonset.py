@@ -36,7 +36,7 @@ from inprocess import (
     create_namespace,
     delete_nodes,
 )
-from kinds import NODES, PODS
+from kinds import CONTROLLER_REVISIONS, DAEMONSETS, NODES, PODS
 from kubectl_helpers import (
     MAIN_VERSIONS,
     check_age,
@@ -52,7 +52,6 @@ from kubectl_helpers import (
 )
 from polling import eventually, mark_ready
 
-from kubeling.api.registry import Kind, lookup
 from kubeling.controllers import daemonset_util as du
 from kubeling.controllers.daemonset import DaemonSetController
 from kubeling.testing import Cluster, running_cluster
@@ -96,29 +95,10 @@ spec:
 """
 
 
-def _kind(plural: str) -> Kind:
-    kind = lookup("apps", "v1", plural)
-    assert kind is not None
-    return kind
-
-
-DAEMONSETS = _kind("daemonsets")
-REVISIONS = _kind("controllerrevisions")
-
-
-
-
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """`kubeling up` with three simulated nodes; each test works in a namespace of its own."""
     with running_cluster(tmp_path_factory.mktemp("daemonsets") / "data", simulated_nodes=3) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """An API server alone, for the controller under test."""
-    with running_cluster(tmp_path_factory.mktemp("daemonsets-api") / "data") as c:
         yield c
 
 
@@ -364,8 +344,8 @@ class Env:
 
 
 @pytest.fixture
-async def env(api_server: Cluster) -> AsyncIterator[Env]:
-    async with controller_context(api_server) as context:
+async def env(cluster: Cluster) -> AsyncIterator[Env]:
+    async with controller_context(cluster) as context:
         ns = await create_namespace(context.client, "ds")
         controller = DaemonSetController(context.client, context.factory, context.recorder,
                                          failed_pods_backoff=du.Backoff(initial=0.5, maximum=2.0))
@@ -514,12 +494,12 @@ async def test_old_revisions_beyond_the_limit_are_pruned(env: Env) -> None:
         await env.set_image(image)
     await eventually(lambda: _revisions_are(env, [3, 4]), what="revisions 3 and 4 left")
     ds = await env.client.get(DAEMONSETS, "agent", env.ns)
-    (current,) = [r for r in (await env.client.list(REVISIONS, env.ns))["items"] if r["revision"] == 4]
+    (current,) = [r for r in (await env.client.list(CONTROLLER_REVISIONS, env.ns))["items"] if r["revision"] == 4]
     assert du.revision_matches(ds, current)
 
 
 async def _numbers(env: Env) -> list[int]:
-    return sorted(r["revision"] for r in (await env.client.list(REVISIONS, env.ns))["items"])
+    return sorted(r["revision"] for r in (await env.client.list(CONTROLLER_REVISIONS, env.ns))["items"])
 
 
 async def _newest_is(env: Env, number: int) -> bool:

@@ -49,8 +49,6 @@ UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 TRACKING = "batch.kubernetes.io/job-tracking"
 
 
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One simulated node for every kubectl version; each test works in a namespace of its own."""
